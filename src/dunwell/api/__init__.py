@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): events in, cases out, dead letters, health."""

@@ -1,0 +1,122 @@
+"""The composition root: builds the engine's parts from settings. No I/O at import time.
+
+Tests and the simulator call `build` with their own clock, provider and channels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dunwell.channels.base import AccessGate, Notifier
+from dunwell.channels.log import LogAccessGate, LogNotifier
+from dunwell.domain.guardrails import NetworkLimits
+from dunwell.engine.clock import Clock, SystemClock
+from dunwell.engine.ingest import Ingest, PolicyBook
+from dunwell.engine.runner import ActionRunner
+from dunwell.policies import load_policies
+from dunwell.providers.base import PaymentProvider, ProviderRegistry
+from dunwell.providers.sim import SimulatedProcessor
+from dunwell.settings import Settings
+from dunwell.store.database import make_engine, make_sessionmaker
+from dunwell.store.tables import PolicyAssignment, Tenant
+from dunwell.store.unit_of_work import UnitOfWork
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    policies: PolicyBook
+    ingest: Ingest
+    runner: ActionRunner
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    providers: ProviderRegistry | None = None,
+    notifier: Notifier | None = None,
+    access: AccessGate | None = None,
+) -> Services:
+    clock = clock or SystemClock()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    book = PolicyBook(load_policies(settings.policy_dir), settings.default_policy)
+    book.get(settings.default_policy)  # fail at start, not at the first event
+    limits = NetworkLimits(
+        visa_rule=settings.visa_rule, max_attempts_per_case=settings.max_attempts_per_case
+    )
+    ingest = Ingest(sessions, book, clock, limits)
+    fallback: PaymentProvider = SimulatedProcessor()
+    runner = ActionRunner(
+        sessions,
+        ingest,
+        providers or ProviderRegistry({}, fallback=fallback),
+        notifier or LogNotifier(),
+        access or LogAccessGate(),
+        clock,
+    )
+    return Services(settings, engine, sessions, clock, book, ingest, runner)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def ensure_tenant(
+    services: Services, tenant_id: str, name: str, api_key: str | None, policy: str | None = None
+) -> str:
+    """Create or update a tenant; returns its API key (a new one when none is given)."""
+    key = api_key or "dw_" + secrets.token_urlsafe(24)
+    with UnitOfWork(services.sessions) as uow:
+        tenant = uow.tenants.get(tenant_id)
+        if tenant is None:
+            tenant = Tenant(
+                id=tenant_id,
+                name=name,
+                api_key_hash=hash_api_key(key),
+                visa_rule=services.settings.visa_rule,
+                created_at=services.clock.now(),
+            )
+            uow.session.add(tenant)
+        else:
+            tenant.api_key_hash = hash_api_key(key)
+        if policy is not None:
+            services.policies.get(policy)
+            if uow.tenants.policy_name(tenant_id, None) is None:
+                uow.session.add(
+                    PolicyAssignment(tenant_id=tenant_id, storefront="", policy_name=policy)
+                )
+        uow.commit()
+    return key
+
+
+def assign_policy(services: Services, tenant_id: str, storefront: str | None, policy: str) -> None:
+    services.policies.get(policy)
+    with UnitOfWork(services.sessions) as uow:
+        row = uow.session.scalars(
+            select(PolicyAssignment).where(
+                PolicyAssignment.tenant_id == tenant_id,
+                PolicyAssignment.storefront == (storefront or ""),
+            )
+        ).one_or_none()
+        if row is None:
+            uow.session.add(
+                PolicyAssignment(
+                    tenant_id=tenant_id, storefront=storefront or "", policy_name=policy
+                )
+            )
+        else:
+            row.policy_name = policy
+        uow.commit()

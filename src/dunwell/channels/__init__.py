@@ -1,0 +1,1 @@
+"""Customer channels: the `Notifier` port and its adapters."""

@@ -1,0 +1,26 @@
+"""The `Notifier` and `AccessGate` ports the action runner delivers through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from dunwell.domain.decision import ChangeAccess, Escalate, SendNotice
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    ok: bool
+    detail: str | None = None
+
+
+class Notifier(Protocol):
+    def send(self, notice: SendNotice) -> Delivery: ...
+
+
+class AccessGate(Protocol):
+    """Where entitlement changes go (the subscriber's app), and escalations to humans."""
+
+    def change_access(self, change: ChangeAccess) -> None: ...
+
+    def escalate(self, escalation: Escalate) -> None: ...

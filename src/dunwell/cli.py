@@ -1,0 +1,235 @@
+"""The `dunwell` command: run, db, policy, tenant, cases, deadletters, simulate."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dunwell.domain.policy import PolicyError
+from dunwell.settings import Settings
+
+app = typer.Typer(help="dunwell: recover failed subscription payments.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+policy_app = typer.Typer(help="Recovery policies.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants and API keys.", no_args_is_help=True)
+cases_app = typer.Typer(help="Recovery cases.", no_args_is_help=True)
+dead_app = typer.Typer(
+    help="Dead letters: input kept for inspection and replay.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(policy_app, name="policy")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(cases_app, name="cases")
+app.add_typer(dead_app, name="deadletters")
+
+out = Console()
+err = Console(stderr=True)
+DEMO_TENANT = "demo"
+
+
+def _services(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    from dunwell.bootstrap import build
+
+    return build(settings or Settings())
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="default: DUNWELL_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default: DUNWELL_PORT or 8000")] = None,
+) -> None:
+    """Migrate, then serve the API and run the worker in one process (the embedded default)."""
+    import uvicorn
+
+    from dunwell.api.app import create_app
+    from dunwell.bootstrap import ensure_tenant
+    from dunwell.engine.runner import run_forever
+    from dunwell.logging_setup import configure_logging
+    from dunwell.store.migrate import upgrade
+
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    configure_logging(settings.log_format)
+    upgrade(settings.database_url)
+    services = _services(settings)
+    key = ensure_tenant(
+        services, DEMO_TENANT, "Demo tenant", settings.api_key, policy=settings.default_policy
+    )
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_forever,
+        args=(services.runner, stop, settings.worker_interval_seconds),
+        name="dunwell-worker",
+        daemon=True,
+    )
+    worker.start()
+    url = f"http://{settings.host}:{settings.port}"
+    err.print(f"[bold]dunwell[/] serving on {url}  (database: {_safe_url(settings.database_url)})")
+    err.print(f"demo tenant '{DEMO_TENANT}', policy '{settings.default_policy}'")
+    if settings.api_key:
+        err.print("API key: the one in DUNWELL_API_KEY")
+    else:
+        err.print(f"API key (generated; set DUNWELL_API_KEY to keep one): {key}")
+    err.print(f"try: curl -H 'Authorization: Bearer <KEY>' {url}/v1/cases")
+    try:
+        uvicorn.run(
+            create_app(services),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+        services.close()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations to DUNWELL_DATABASE_URL."""
+    from dunwell.store.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url, revision)
+    out.print(f"database at {revision}: {_safe_url(settings.database_url)}")
+
+
+@policy_app.command("validate")
+def policy_validate(file: Path) -> None:
+    """Check a policy file; prints every problem with its path."""
+    from dunwell.policies import load_policy_file
+
+    try:
+        policy = load_policy_file(file)
+    except PolicyError as exc:
+        err.print(f"[red]{file}: invalid policy[/]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}")
+        raise typer.Exit(1) from None
+    out.print(
+        f"{file}: policy '{policy.name}' version {policy.version} is valid "
+        f"(digest {policy.digest}, {len(policy.lanes)} lanes)"
+    )
+
+
+@policy_app.command("list")
+def policy_list() -> None:
+    """The policies this installation loads."""
+    from dunwell.policies import load_policies
+
+    table = Table("name", "version", "digest", "description")
+    for policy in load_policies(Settings().policy_dir).values():
+        table.add_row(policy.name, policy.version, policy.digest, policy.description)
+    out.print(table)
+
+
+@tenant_app.command("create")
+def tenant_create(
+    tenant_id: str,
+    name: Annotated[str, typer.Option()] = "",
+    policy: Annotated[str, typer.Option()] = "default",
+) -> None:
+    """Create a tenant (or rotate its key) and print its API key once."""
+    from dunwell.bootstrap import ensure_tenant
+
+    key = ensure_tenant(_services(), tenant_id, name or tenant_id, None, policy=policy)
+    out.print(key)
+
+
+@tenant_app.command("assign-policy")
+def tenant_assign(
+    tenant_id: str, policy: str, storefront: Annotated[str | None, typer.Option()] = None
+) -> None:
+    """Run POLICY for a tenant, or only for one of its storefronts."""
+    from dunwell.bootstrap import assign_policy
+
+    assign_policy(_services(), tenant_id, storefront, policy)
+    out.print(f"{tenant_id} {storefront or '(all storefronts)'}: {policy}")
+
+
+@cases_app.command("show")
+def cases_show(case_id: str, tenant: str = DEMO_TENANT) -> None:
+    """Print a case as the API returns it."""
+    from dunwell.api.views import case_view
+    from dunwell.store.unit_of_work import UnitOfWork
+
+    with UnitOfWork(_services().sessions) as uow:
+        case = uow.cases.get(tenant, case_id)
+    if case is None:
+        err.print(f"no case {case_id} for tenant {tenant}")
+        raise typer.Exit(1)
+    out.print_json(json.dumps(case_view(case)))
+
+
+@dead_app.command("list")
+def deadletters_list(status: str | None = None, tenant: str | None = None) -> None:
+    """Dead letters, newest first."""
+    from dunwell.store.unit_of_work import UnitOfWork
+
+    table = Table("id", "received", "source", "status", "error")
+    with UnitOfWork(_services().sessions) as uow:
+        for row in uow.deadletters.list(tenant, status):
+            problems = row.error.get("problems") or [
+                {"field": "", "message": row.error.get("message", "")}
+            ]
+            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)[:120]
+            table.add_row(
+                row.id,
+                row.received_at.isoformat(timespec="seconds"),
+                row.source,
+                row.status,
+                f"{row.error.get('error')}: {summary}",
+            )
+    out.print(table)
+
+
+@dead_app.command("replay")
+def deadletters_replay(
+    dead_letter_id: str,
+    body_file: Annotated[
+        Path | None, typer.Option(help="replay this corrected body instead")
+    ] = None,
+) -> None:
+    """Parse and ingest a dead letter again; an already processed event is not processed twice."""
+    from dunwell.engine import deadletters
+
+    body = body_file.read_text(encoding="utf-8") if body_file else None
+    try:
+        outcome = deadletters.replay(_services().ingest, dead_letter_id, body=body)
+    except deadletters.DeadLetterNotFound:
+        err.print(f"no dead letter {dead_letter_id}")
+        raise typer.Exit(1) from None
+    if not outcome.ok or outcome.result is None:
+        err.print(f"[red]replay failed[/]: {json.dumps(outcome.error)}")
+        raise typer.Exit(1)
+    r = outcome.result
+    out.print(
+        json.dumps(
+            {
+                "event_id": r.event_id,
+                "duplicate": r.duplicate,
+                "outcome": r.outcome,
+                "case_ids": r.case_ids,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,169 @@
+"""The recovery case: one failed obligation (an invoice) from first failure to its end.
+
+While open, a case is in a stage (`retrying`, `awaiting_customer`, `escalated`); it ends
+`recovered`, `churned`, `canceled`, `written_off` or `disputed`. Attempts (charges) and
+notices (messages) are separate records: a notice goes out at policy checkpoints only.
+`plan` is the set of future actions the policy wants; the shell mirrors it into action rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from dunwell.domain.events import Customer, PaymentMethod, Subscription
+from dunwell.domain.lanes import Lane
+from dunwell.domain.money import Money
+from dunwell.domain.policy import AccessLevel
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    RECOVERED = "recovered"
+    CHURNED = "churned"
+    CANCELED = "canceled"
+    WRITTEN_OFF = "written_off"
+    DISPUTED = "disputed"
+
+
+class Stage(StrEnum):
+    RETRYING = "retrying"
+    AWAITING_CUSTOMER = "awaiting_customer"
+    ESCALATED = "escalated"
+
+
+class AttemptStatus(StrEnum):
+    IN_FLIGHT = "in_flight"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ERRORED = "errored"  # provider failure: outcome known to be "not charged"
+
+
+class ActionType(StrEnum):
+    RETRY = "retry"
+    NOTICE = "notice"
+    ACCESS = "access"
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True)
+class DeclineInfo:
+    provider: str
+    provider_code: str | None
+    network_code: str | None
+    advice_code: str | None
+    message: str | None
+    lane: Lane
+    rule: str
+    retry_allowed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: str
+    number: int  # 1-based count of charge attempts dunwell made for this case
+    credential_key: str
+    provider: str
+    payment_method_token: str
+    started_at: datetime
+    status: AttemptStatus = AttemptStatus.IN_FLIGHT
+    finished_at: datetime | None = None
+    provider_code: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        # The attempt id itself: a re-run after a crash sends the same key, so the provider
+        # answers it once.
+        return self.id
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    id: str
+    key: str  # the checkpoint it fulfils: fired once per case
+    template: str
+    channel: str
+    created_at: datetime
+    status: str = "sending"  # sending | sent | failed
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    key: str  # stable within the case: retry:N, notice:..., access:LEVEL, end
+    type: ActionType
+    due_at: datetime
+    rule: str
+    reason: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    def param(self, name: str) -> str:
+        return dict(self.params)[name]
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCase:
+    id: str
+    tenant_id: str
+    invoice_id: str
+    customer: Customer
+    subscription: Subscription
+    amount: Money
+    payment_method: PaymentMethod
+    policy_name: str
+    opened_at: datetime
+    decline: DeclineInfo
+    status: CaseStatus = CaseStatus.OPEN
+    stage: Stage | None = Stage.RETRYING
+    access: AccessLevel = AccessLevel.FULL
+    failures: int = 1  # failed charges seen, the one that opened the case included
+    last_failure_at: datetime | None = None
+    not_before: datetime | None = None  # a network advice code's delay
+    escalated: bool = False
+    technical_retries: int = 0  # since the last real outcome
+    customer_fixed_at: datetime | None = None  # new card or authentication: retry at once
+    blocked_credentials: frozenset[str] = frozenset()
+    attempts: tuple[Attempt, ...] = ()
+    notices: tuple[Notice, ...] = ()
+    plan: tuple[PlannedAction, ...] = ()
+    closed_at: datetime | None = None
+    recovered_amount: Money | None = None
+    version: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is CaseStatus.OPEN
+
+    @property
+    def lane(self) -> Lane:
+        return self.decline.lane
+
+    @property
+    def attempts_made(self) -> int:
+        """Charges that reached the network: errored ones (provider failures) do not count."""
+        return sum(1 for a in self.attempts if a.status is not AttemptStatus.ERRORED)
+
+    @property
+    def in_flight(self) -> Attempt | None:
+        return next((a for a in self.attempts if a.status is AttemptStatus.IN_FLIGHT), None)
+
+    @property
+    def next_action(self) -> PlannedAction | None:
+        return min(self.plan, key=lambda a: (a.due_at, a.key), default=None)
+
+    def planned(self, key: str) -> PlannedAction | None:
+        return next((a for a in self.plan if a.key == key), None)
+
+
+_IDS = uuid.UUID("5d0c8f1e-64f4-4c55-9d5b-0a4a9e1f7c21")
+
+
+def case_id_for(tenant_id: str, invoice_id: str) -> str:
+    """Deterministic: one case per tenant and invoice, the same id on every replay."""
+    return "case_" + uuid.uuid5(_IDS, f"{tenant_id}\x1f{invoice_id}").hex[:24]
+
+
+def child_id(prefix: str, case_id: str, n: int) -> str:
+    return f"{prefix}_" + uuid.uuid5(_IDS, f"{case_id}\x1f{prefix}\x1f{n}").hex[:24]

@@ -1,0 +1,474 @@
+"""`decide(case, event, policy, now, ctx) -> Decision`: every rule of dunwell, as one function.
+
+Load, decide, save: the shell loads the case (or None) and the facts in `ctx`, calls this,
+and persists the result in one transaction. Nothing here reads a clock or touches I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from dunwell.domain.case import (
+    ActionType,
+    Attempt,
+    AttemptStatus,
+    CaseStatus,
+    DeclineInfo,
+    Notice,
+    RecoveryCase,
+    case_id_for,
+    child_id,
+)
+from dunwell.domain.decision import (
+    ChangeAccess,
+    Charge,
+    Context,
+    Decision,
+    Effect,
+    Escalate,
+    Explanation,
+    SendNotice,
+)
+from dunwell.domain.declines import classify_decline
+from dunwell.domain.events import (
+    ActionDue,
+    AttemptErrored,
+    CustomerAuthenticated,
+    DisputeOpened,
+    Event,
+    NoticeDelivered,
+    PaymentFailed,
+    PaymentMethodUpdated,
+    PaymentSucceeded,
+    SubscriptionCanceled,
+)
+from dunwell.domain.guardrails import check_attempt
+from dunwell.domain.lanes import Lane
+from dunwell.domain.ledger import LedgerEntry
+from dunwell.domain.planning import replan
+from dunwell.domain.policy import AccessLevel, Policy
+
+
+def decide(
+    case: RecoveryCase | None, event: Event, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    handler: Callable[..., Decision] = _HANDLERS[type(event)]
+    return handler(case, event, policy, now, ctx)
+
+
+def _ignored(case: RecoveryCase | None, rule: str, text: str, **kw: Any) -> Decision:
+    return Decision("ignored", case, (Explanation(rule, text),), **kw)
+
+
+def _updated(
+    case: RecoveryCase,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+    notes: list[Explanation],
+    effects: tuple[Effect, ...] = (),
+    **kw: Any,
+) -> Decision:
+    planned, plan_notes = replan(case, policy, now, ctx)
+    outcome = "updated" if planned.is_open else "closed"
+    return Decision(outcome, planned, tuple(notes + plan_notes), effects, **kw)
+
+
+def _classify(event: PaymentFailed) -> tuple[DeclineInfo, Explanation]:
+    found = classify_decline(event.decline, event.payment_method.brand)
+    info = DeclineInfo(
+        provider=event.provider,
+        provider_code=event.decline.provider_code,
+        network_code=event.decline.network_code,
+        advice_code=event.decline.advice_code,
+        message=event.decline.message,
+        lane=found.lane,
+        rule=found.rule,
+        retry_allowed=found.retry_allowed,
+    )
+    inputs = (
+        ("provider_code", event.decline.provider_code or ""),
+        ("network_code", event.decline.network_code or ""),
+        ("advice_code", event.decline.advice_code or ""),
+        ("brand", event.payment_method.brand or ""),
+    )
+    rule = "declines.classify" if found.known else "declines.unknown_code"
+    return info, Explanation(rule, found.explain(), inputs)
+
+
+def _after_decline(case: RecoveryCase, event: PaymentFailed, info: DeclineInfo) -> RecoveryCase:
+    found = classify_decline(event.decline, event.payment_method.brand)
+    blocked = case.blocked_credentials
+    if not found.retry_allowed:
+        blocked = blocked | {event.payment_method.credential_key}
+    not_before = event.occurred_at + found.retry_after if found.retry_after else None
+    return replace(
+        case,
+        decline=info,
+        payment_method=event.payment_method,
+        blocked_credentials=blocked,
+        not_before=not_before,
+        last_failure_at=event.occurred_at,
+        technical_retries=0,
+    )
+
+
+def _on_payment_failed(
+    case: RecoveryCase | None, event: PaymentFailed, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    info, why = _classify(event)
+    if case is None:
+        if ctx.invoice_paid_at is not None:
+            return _ignored(
+                None,
+                "ingest.invoice_already_paid",
+                f"invoice {event.invoice_id} was paid at {ctx.invoice_paid_at.isoformat()}: "
+                "a failure reported for it opens no case",
+            )
+        return _open(event, info, why, policy, now, ctx)
+    if not case.is_open:
+        return _ignored(case, "case.closed", f"the case is already {case.status.value}")
+    entries: tuple[LedgerEntry, ...] = ()
+    if event.attempt_id is not None:
+        attempt = next((a for a in case.attempts if a.id == event.attempt_id), None)
+        if attempt is None or attempt.status is not AttemptStatus.IN_FLIGHT:
+            return _ignored(
+                case, "case.attempt_settled", f"attempt {event.attempt_id} has no open outcome"
+            )
+        done = replace(
+            attempt,
+            status=AttemptStatus.FAILED,
+            finished_at=event.occurred_at,
+            provider_code=event.decline.provider_code,
+        )
+        case = replace(
+            case, attempts=tuple(done if a.id == attempt.id else a for a in case.attempts)
+        )
+    else:
+        if case.last_failure_at is not None and event.occurred_at <= case.last_failure_at:
+            return _ignored(
+                case, "case.stale_failure", "a failure not newer than the last one known"
+            )
+        # A decline dunwell did not make (the provider's own retry): it counts all the same.
+        entries = (LedgerEntry(event.payment_method.credential_key, event.occurred_at),)
+    case = replace(_after_decline(case, event, info), failures=case.failures + 1)
+    return _updated(case, policy, now, ctx, [why], ledger_entries=entries)
+
+
+def _open(
+    event: PaymentFailed,
+    info: DeclineInfo,
+    why: Explanation,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+) -> Decision:
+    opened_at = min(event.occurred_at, now)
+    case = RecoveryCase(
+        id=case_id_for(ctx.tenant_id, event.invoice_id),
+        tenant_id=ctx.tenant_id,
+        invoice_id=event.invoice_id,
+        customer=event.customer,
+        subscription=event.subscription,
+        amount=event.amount,
+        payment_method=event.payment_method,
+        policy_name=policy.name,
+        opened_at=opened_at,
+        decline=info,
+    )
+    case = _after_decline(case, event, info)
+    entry = LedgerEntry(event.payment_method.credential_key, event.occurred_at)
+    ctx = replace(ctx, ledger=ctx.ledger.with_entry(entry))
+    notes = [
+        Explanation(
+            "case.open", f"opened for invoice {event.invoice_id} under policy {policy.name}"
+        ),
+        why,
+    ]
+    effects: tuple[Effect, ...] = ()
+    reason = _escalation_reason(case, policy)
+    if reason is not None:
+        case = replace(case, escalated=True)
+        notes.append(Explanation("policy.escalation", reason))
+        effects = (Escalate(case.id, reason),)
+    decision = _updated(case, policy, now, ctx, notes, effects, ledger_entries=(entry,))
+    return replace(decision, outcome="opened")
+
+
+def _escalation_reason(case: RecoveryCase, policy: Policy) -> str | None:
+    rules = policy.escalation
+    if case.customer.segment and case.customer.segment in rules.segments:
+        return f"segment {case.customer.segment} is handled by a human"
+    threshold = rules.min_amount_minor.get(case.amount.currency)
+    if threshold is not None and case.amount.amount_minor >= threshold:
+        return f"amount {case.amount} is at or above {threshold} {case.amount.currency}"
+    return None
+
+
+def _on_payment_succeeded(
+    case: RecoveryCase | None, event: PaymentSucceeded, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    if case is None:
+        return _ignored(
+            None,
+            "ingest.paid_without_case",
+            f"invoice {event.invoice_id} is paid and has no case; remembered, so a late "
+            "failure report for it opens none",
+            invoice_paid=True,
+        )
+    if case.status in (CaseStatus.RECOVERED, CaseStatus.DISPUTED):
+        return _ignored(case, "case.closed", f"the case is already {case.status.value}")
+    attempts = tuple(
+        replace(a, status=AttemptStatus.SUCCEEDED, finished_at=event.occurred_at)
+        if a.id == event.attempt_id and a.status is AttemptStatus.IN_FLIGHT
+        else a
+        for a in case.attempts
+    )
+    notes = [Explanation("case.recovered", f"payment succeeded ({event.id}); access restored")]
+    if case.status is not CaseStatus.OPEN:
+        notes.append(
+            Explanation("case.late_payment", f"paid after the case ended {case.status.value}")
+        )
+    recovered = replace(
+        case,
+        status=CaseStatus.RECOVERED,
+        attempts=attempts,
+        access=AccessLevel.FULL,
+        closed_at=event.occurred_at,
+        recovered_amount=event.amount or case.amount,
+    )
+    effects: tuple[Effect, ...] = ()
+    if case.access is not AccessLevel.FULL:
+        effects = (ChangeAccess(case.id, case.customer.id, case.subscription.id, AccessLevel.FULL),)
+    return _updated(recovered, policy, now, ctx, notes, effects)
+
+
+def _customer_fixed(case: RecoveryCase, at: datetime, why: str) -> RecoveryCase:
+    return replace(case, customer_fixed_at=at, not_before=None, technical_retries=0)
+
+
+def _on_payment_method_updated(
+    case: RecoveryCase | None,
+    event: PaymentMethodUpdated,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+) -> Decision:
+    if case is None or not case.is_open:
+        return _ignored(case, "case.closed", "no open case to retry on the new payment method")
+    if event.payment_method == case.payment_method:
+        return _ignored(case, "case.same_method", "the payment method did not change")
+    fresh = replace(
+        case.decline,
+        lane=Lane.RETRY_SOON,
+        rule="payment_method.updated: a new method, not declined yet",
+        retry_allowed=True,
+    )
+    case = replace(
+        _customer_fixed(case, event.occurred_at, "card"),
+        payment_method=event.payment_method,
+        decline=fresh,
+    )
+    note = Explanation(
+        "case.payment_method_updated", "new payment method: lane retry_soon, retry at once"
+    )
+    return _updated(case, policy, now, ctx, [note])
+
+
+def _on_customer_authenticated(
+    case: RecoveryCase | None,
+    event: CustomerAuthenticated,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+) -> Decision:
+    if case is None or not case.is_open:
+        return _ignored(case, "case.closed", "no open case waits on this authentication")
+    if case.lane is not Lane.AUTHENTICATE:
+        return _ignored(
+            case, "case.not_authenticate", f"lane {case.lane.value} does not wait on authentication"
+        )
+    case = _customer_fixed(case, event.occurred_at, "authentication")
+    note = Explanation("case.customer_authenticated", "the customer authenticated: retry at once")
+    return _updated(case, policy, now, ctx, [note])
+
+
+def _close(
+    case: RecoveryCase | None,
+    status: CaseStatus,
+    rule: str,
+    text: str,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+    at: datetime,
+) -> Decision:
+    if case is None or not case.is_open:
+        return _ignored(case, "case.closed", "no open case")
+    return _updated(
+        replace(case, status=status, closed_at=at), policy, now, ctx, [Explanation(rule, text)]
+    )
+
+
+def _on_subscription_canceled(
+    case: RecoveryCase | None,
+    event: SubscriptionCanceled,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+) -> Decision:
+    text = f"subscription {event.subscription_id} canceled: recovery stops"
+    return _close(
+        case, CaseStatus.CANCELED, "case.canceled", text, policy, now, ctx, event.occurred_at
+    )
+
+
+def _on_dispute_opened(
+    case: RecoveryCase | None, event: DisputeOpened, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    if case is None or case.status is CaseStatus.DISPUTED:
+        return _ignored(case, "case.no_case", "no case to mark disputed")
+    blocked = case.blocked_credentials | {case.payment_method.credential_key}
+    case = replace(
+        case, status=CaseStatus.DISPUTED, closed_at=event.occurred_at, blocked_credentials=blocked
+    )
+    text = "a dispute was opened: no further charge on this credential, recovery stops"
+    return _updated(case, policy, now, ctx, [Explanation("case.disputed", text)])
+
+
+def _on_action_due(
+    case: RecoveryCase | None, event: ActionDue, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    if case is None or not case.is_open:
+        return _ignored(
+            case, "case.closed", f"action {event.action_key} is moot: the case is closed"
+        )
+    action = case.planned(event.action_key)
+    if action is None:
+        return _ignored(case, "case.not_planned", f"action {event.action_key} is no longer planned")
+    case = replace(case, plan=tuple(a for a in case.plan if a.key != action.key))
+    done = Explanation(action.rule, f"due: {action.reason}")
+    if action.type is ActionType.RETRY:
+        return _start_attempt(case, done, policy, now, ctx)
+    if action.type is ActionType.NOTICE:
+        notice = Notice(
+            id=child_id("ntc", case.id, len(case.notices) + 1),
+            key=action.key,
+            template=action.param("template"),
+            channel=action.param("channel"),
+            created_at=now,
+        )
+        effect = SendNotice(
+            case.id,
+            notice.id,
+            notice.template,
+            notice.channel,
+            case.customer,
+            case.amount,
+            case.lane.value,
+        )
+        return _updated(
+            replace(case, notices=(*case.notices, notice)), policy, now, ctx, [done], (effect,)
+        )
+    if action.type is ActionType.ACCESS:
+        level = AccessLevel(action.param("level"))
+        change = ChangeAccess(case.id, case.customer.id, case.subscription.id, level)
+        return _updated(replace(case, access=level), policy, now, ctx, [done], (change,))
+    status = CaseStatus(action.param("outcome"))
+    ended = replace(case, status=status, closed_at=now, access=AccessLevel.SUSPENDED)
+    effects: tuple[Effect, ...] = ()
+    if case.access is not AccessLevel.SUSPENDED:
+        effects = (
+            ChangeAccess(case.id, case.customer.id, case.subscription.id, AccessLevel.SUSPENDED),
+        )
+    return _updated(ended, policy, now, ctx, [done], effects)
+
+
+def _start_attempt(
+    case: RecoveryCase, done: Explanation, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    # The ledger may have grown since the retry was planned: the guardrails judge again now.
+    verdict = check_attempt(case, now, ctx.ledger, ctx.limits)
+    if not verdict.allowed:
+        refused = Explanation(verdict.rule, f"retry refused: {verdict.reason}", verdict.inputs)
+        return _updated(case, policy, now, ctx, [done, refused])
+    number = len(case.attempts) + 1
+    attempt = Attempt(
+        id=child_id("att", case.id, number),
+        number=number,
+        credential_key=case.payment_method.credential_key,
+        provider=case.decline.provider,
+        payment_method_token=case.payment_method.token,
+        started_at=now,
+    )
+    charge = Charge(
+        case_id=case.id,
+        attempt_id=attempt.id,
+        idempotency_key=attempt.idempotency_key,
+        amount=case.amount,
+        provider=attempt.provider,
+        payment_method=case.payment_method,
+        customer_id=case.customer.id,
+        invoice_id=case.invoice_id,
+    )
+    entry = LedgerEntry(attempt.credential_key, now, attempt.id)
+    case = replace(case, attempts=(*case.attempts, attempt), customer_fixed_at=None)
+    started = Explanation(
+        "attempt.start", f"attempt {number} charges {case.amount}", verdict.inputs
+    )
+    return _updated(case, policy, now, ctx, [done, started], (charge,), ledger_entries=(entry,))
+
+
+def _on_attempt_errored(
+    case: RecoveryCase | None, event: AttemptErrored, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    attempt = None if case is None else case.in_flight
+    if case is None or attempt is None or attempt.id != event.attempt_id:
+        return _ignored(
+            case, "case.attempt_settled", f"attempt {event.attempt_id} has no open outcome"
+        )
+    failed = replace(attempt, status=AttemptStatus.ERRORED, finished_at=event.occurred_at)
+    case = replace(
+        case,
+        attempts=tuple(failed if a.id == attempt.id else a for a in case.attempts),
+        technical_retries=case.technical_retries + 1,
+    )
+    note = Explanation(
+        "attempt.provider_error",
+        f"the provider failed ({event.message}); not a decline, not counted against network caps",
+    )
+    ctx = replace(ctx, ledger=ctx.ledger.uncount(attempt.id))
+    return _updated(case, policy, now, ctx, [note], ledger_uncount=(attempt.id,))
+
+
+def _on_notice_delivered(
+    case: RecoveryCase | None, event: NoticeDelivered, policy: Policy, now: datetime, ctx: Context
+) -> Decision:
+    if case is None:
+        return _ignored(None, "case.no_case", "no case for this notice")
+    notices = tuple(
+        replace(n, status="sent" if event.ok else "failed", delivered_at=event.occurred_at)
+        if n.id == event.notice_id
+        else n
+        for n in case.notices
+    )
+    text = f"notice {event.notice_id} {'sent' if event.ok else 'failed: ' + (event.detail or '')}"
+    return Decision(
+        "updated", replace(case, notices=notices), (Explanation("notice.delivered", text),)
+    )
+
+
+_HANDLERS: dict[type, Callable[..., Decision]] = {
+    PaymentFailed: _on_payment_failed,
+    PaymentSucceeded: _on_payment_succeeded,
+    PaymentMethodUpdated: _on_payment_method_updated,
+    CustomerAuthenticated: _on_customer_authenticated,
+    SubscriptionCanceled: _on_subscription_canceled,
+    DisputeOpened: _on_dispute_opened,
+    ActionDue: _on_action_due,
+    AttemptErrored: _on_attempt_errored,
+    NoticeDelivered: _on_notice_delivered,
+}

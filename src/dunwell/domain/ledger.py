@@ -1,0 +1,50 @@
+"""The per-credential attempt ledger the network caps are counted on.
+
+The card networks count attempts per payment credential (the card), across every
+subscription and provider of the merchant, so the ledger is keyed by credential, not by case.
+The shell loads the entries of the last 30 days for the credential in question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    credential_key: str
+    attempted_at: datetime
+    attempt_id: str | None = None  # None: an attempt we only heard of (the first failure)
+    counted: bool = True  # technical failures (provider errors) do not count
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLedger:
+    entries: tuple[LedgerEntry, ...] = ()
+
+    def counted_between(
+        self, credential_key: str, start: datetime, end: datetime
+    ) -> list[datetime]:
+        """Times of counted attempts on the credential in the half-open window (start, end]."""
+        return sorted(
+            e.attempted_at
+            for e in self.entries
+            if e.credential_key == credential_key and e.counted and start < e.attempted_at <= end
+        )
+
+    def with_entry(self, entry: LedgerEntry) -> AttemptLedger:
+        return AttemptLedger((*self.entries, entry))
+
+    def uncount(self, attempt_id: str) -> AttemptLedger:
+        return AttemptLedger(
+            tuple(
+                LedgerEntry(e.credential_key, e.attempted_at, e.attempt_id, False)
+                if e.attempt_id == attempt_id
+                else e
+                for e in self.entries
+            )
+        )
+
+
+LEDGER_HORIZON = timedelta(days=30)

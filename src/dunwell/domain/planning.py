@@ -1,0 +1,180 @@
+"""Planning: from a case's state and its lane's policy row, the set of future actions.
+
+The plan is recomputed after every change and is complete: the shell keeps action rows in
+step with it (same key, same row), so a changed lane or a card update simply replaces the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, RecoveryCase, Stage
+from dunwell.domain.decision import Context, Explanation
+from dunwell.domain.durations import format_duration
+from dunwell.domain.guardrails import check_attempt
+from dunwell.domain.policy import LanePolicy, Policy
+from dunwell.domain.timing import customer_zone, into_local_hours, next_retry_at
+
+
+def replan(
+    case: RecoveryCase, policy: Policy, now: datetime, ctx: Context
+) -> tuple[RecoveryCase, list[Explanation]]:
+    if not case.is_open:
+        return replace(case, plan=(), stage=None), []
+    lane_policy = policy.lane(case.lane)
+    end_at = max(case.opened_at + lane_policy.end_after, now)
+    notes: list[Explanation] = []
+    plan: list[PlannedAction] = []
+
+    retry = _plan_retry(case, lane_policy, policy, now, end_at, ctx, notes)
+    if retry is not None:
+        plan.append(retry)
+    if case.escalated:
+        notes.append(
+            Explanation(
+                "policy.escalation", "customer notices are held while a human owns the case"
+            )
+        )
+    else:
+        plan.extend(_plan_notices(case, lane_policy, now, end_at))
+    for step in lane_policy.access:
+        due = max(case.opened_at + step.after, now)
+        if step.level.rank > case.access.rank and due < end_at:
+            plan.append(
+                PlannedAction(
+                    f"access:{step.level.value}",
+                    ActionType.ACCESS,
+                    due,
+                    f"policy.lanes.{case.lane.value}.access",
+                    f"access becomes {step.level.value} "
+                    f"{format_duration(step.after)} after the first failure",
+                    (("level", step.level.value),),
+                )
+            )
+    plan.append(
+        PlannedAction(
+            "end",
+            ActionType.END,
+            end_at,
+            f"policy.lanes.{case.lane.value}.end",
+            f"the case ends {lane_policy.end_outcome.value} "
+            f"{format_duration(lane_policy.end_after)} after the first failure unless recovered",
+            (("outcome", lane_policy.end_outcome.value),),
+        )
+    )
+    if case.escalated:
+        stage = Stage.ESCALATED
+    elif retry is not None or case.in_flight is not None:
+        stage = Stage.RETRYING
+    else:
+        stage = Stage.AWAITING_CUSTOMER
+    return replace(
+        case, plan=tuple(sorted(plan, key=lambda a: (a.due_at, a.key))), stage=stage
+    ), notes
+
+
+def _plan_retry(
+    case: RecoveryCase,
+    lane_policy: LanePolicy,
+    policy: Policy,
+    now: datetime,
+    end_at: datetime,
+    ctx: Context,
+    notes: list[Explanation],
+) -> PlannedAction | None:
+    if case.in_flight is not None:
+        return None  # its outcome replans
+    key = f"retry:{len(case.attempts) + 1}"
+    last = case.attempts[-1] if case.attempts else None
+    technical = policy.timing.technical_retries
+    if case.customer_fixed_at is not None:
+        due = max(case.customer_fixed_at + policy.timing.customer_fix_delay, now)
+        rule, reason = (
+            "policy.timing.customer_fix_delay",
+            ("the customer fixed the payment method: retry right away"),
+        )
+    elif (
+        last is not None
+        and last.status is AttemptStatus.ERRORED
+        and 0 < case.technical_retries <= len(technical)
+        and last.finished_at is not None
+    ):
+        delay = technical[case.technical_retries - 1]
+        due = max(last.finished_at + delay, now)
+        rule = f"policy.timing.technical_retries[{case.technical_retries - 1}]"
+        reason = (
+            f"technical retry {case.technical_retries} of {len(technical)} after a provider error, "
+            f"{format_duration(delay)} later; it does not count against network caps"
+        )
+    else:
+        timed = next_retry_at(
+            case.opened_at,
+            case.attempts_made,
+            lane_policy,
+            policy.timing,
+            case.customer.timezone,
+            case.lane.value,
+        )
+        if timed is None:
+            notes.append(
+                Explanation(
+                    f"policy.lanes.{case.lane.value}.retries",
+                    f"no retry left in lane {case.lane.value}: {case.attempts_made} made, "
+                    f"the policy allows {min(lane_policy.max_attempts, len(lane_policy.retries))}",
+                )
+            )
+            return None
+        due, rule, reason = max(timed.due_at, now), timed.rule, timed.reason
+
+    verdict = check_attempt(case, due, ctx.ledger, ctx.limits)
+    if not verdict.allowed:
+        notes.append(Explanation(verdict.rule, verdict.reason, verdict.inputs))
+        if verdict.not_before is None:
+            return None
+        zone = customer_zone(case.customer.timezone)
+        due = into_local_hours(verdict.not_before, zone, policy.timing.local_hours)
+        rule, reason = f"{rule} + {verdict.rule}", f"{reason}; delayed: {verdict.reason}"
+    if due >= end_at:
+        notes.append(
+            Explanation(
+                rule, f"the next retry would fall after the case ends ({end_at.isoformat()})"
+            )
+        )
+        return None
+    return PlannedAction(key, ActionType.RETRY, due, rule, reason)
+
+
+def _plan_notices(
+    case: RecoveryCase, lane_policy: LanePolicy, now: datetime, end_at: datetime
+) -> list[PlannedAction]:
+    fired = {n.key for n in case.notices}
+    planned: list[PlannedAction] = []
+    for index, checkpoint in enumerate(lane_policy.notices):
+        key = checkpoint.key(case.failures)
+        if key in fired:
+            continue
+        rule = f"policy.lanes.{case.lane.value}.notices[{index}]"
+        if checkpoint.when == "entered":
+            due, why = now, f"the case is in lane {case.lane.value}"
+        elif checkpoint.when in ("failure", "every_failure"):
+            if checkpoint.when == "failure" and case.failures < (checkpoint.count or 1):
+                continue
+            due, why = now, f"failed charge number {case.failures}"
+        else:
+            assert checkpoint.after is not None
+            due = max(case.opened_at + checkpoint.after, now)
+            why = f"{format_duration(checkpoint.after)} after the first failure"
+        if due >= end_at:
+            continue
+        planned.append(
+            PlannedAction(
+                key,
+                ActionType.NOTICE,
+                due,
+                rule,
+                f"checkpoint: {why}; send {checkpoint.template} by {checkpoint.channel}",
+                (("template", checkpoint.template), ("channel", checkpoint.channel)),
+            )
+        )
+    return planned

@@ -1,0 +1,321 @@
+"""Policies as data: a decision table per lane, validated before it can go live.
+
+`parse_policy` turns a plain mapping (read from YAML by the shell) into frozen values, or
+raises `PolicyError` listing every problem with its path, e.g.
+`lanes.retry_soon.retries[2]: '3x' is not a duration like 30m, 6h, 3d or 2w`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from dunwell.domain.durations import parse_duration
+from dunwell.domain.lanes import NEVER_RETRY_LANES, Lane
+
+
+class AccessLevel(StrEnum):
+    FULL = "full"
+    GRACE = "grace"
+    LIMITED = "limited"
+    SUSPENDED = "suspended"
+
+    @property
+    def rank(self) -> int:
+        return list(AccessLevel).index(self)
+
+
+class Align(StrEnum):
+    NONE = "none"
+    LOCAL_HOURS = "local_hours"  # only inside the customer's local contact hours
+    PAYDAY = "payday"  # move to a likely payday when one is close, then local hours
+
+
+class EndOutcome(StrEnum):
+    CHURNED = "churned"
+    WRITTEN_OFF = "written_off"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """When a notice goes out: never per retry, only at one of these."""
+
+    # entered: the case opens in, or a later decline moves it into, this lane.
+    when: str  # entered | failure | every_failure | elapsed (YAML 1.1 reads a key `on` as true)
+    template: str
+    channel: str = "email"
+    count: int | None = None  # on: failure, the Nth failed charge (the first failure is 1)
+    after: timedelta | None = None  # on: elapsed, time since the case opened
+
+    def key(self, failures: int) -> str:
+        if self.when == "failure":
+            return f"notice:failure-{self.count}:{self.template}"
+        if self.when == "every_failure":
+            return f"notice:failure-{failures}:{self.template}"
+        if self.when == "elapsed":
+            seconds = int(self.after.total_seconds()) if self.after else 0
+            return f"notice:elapsed-{seconds}s:{self.template}"
+        return f"notice:entered:{self.template}"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessStep:
+    after: timedelta
+    level: AccessLevel
+
+
+@dataclass(frozen=True, slots=True)
+class LanePolicy:
+    retries: tuple[timedelta, ...]  # offsets from the case opening, one per retry
+    max_attempts: int
+    align: Align
+    notices: tuple[Checkpoint, ...]
+    access: tuple[AccessStep, ...]
+    end_after: timedelta
+    end_outcome: EndOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    local_hours: tuple[int, int] = (8, 20)
+    payday_window: timedelta = timedelta(days=4)
+    customer_fix_delay: timedelta = timedelta(minutes=5)
+    technical_retries: tuple[timedelta, ...] = (
+        timedelta(minutes=5),
+        timedelta(minutes=30),
+        timedelta(hours=2),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    segments: frozenset[str] = frozenset()
+    min_amount_minor: Mapping[str, int] = field(default_factory=dict)  # per currency
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    version: str
+    description: str
+    lanes: Mapping[Lane, LanePolicy]
+    timing: Timing
+    escalation: Escalation
+    digest: str  # content hash: which exact policy a case ran under
+
+    def lane(self, lane: Lane) -> LanePolicy:
+        return self.lanes[lane]
+
+
+class PolicyError(ValueError):
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid policy:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+_CHECKPOINT_KINDS = ("entered", "failure", "every_failure", "elapsed")
+
+
+class _Reader:
+    """Collects every problem instead of stopping at the first: users fix files in one go."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def duration(self, path: str, value: Any) -> timedelta | None:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(path, str(exc))
+            return None
+
+    def mapping(self, path: str, value: Any) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(path, f"expected a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+    def sequence(self, path: str, value: Any) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, f"expected a list, got {type(value).__name__}")
+            return []
+        return value
+
+    def unknown_keys(self, path: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+        for key in sorted(set(data) - allowed, key=str):
+            self.fail(
+                f"{path}.{key}" if path else key, f"unknown field (allowed: {sorted(allowed)})"
+            )
+
+
+def parse_policy(data: Any) -> Policy:
+    r = _Reader()
+    root = r.mapping("(policy)", data)
+    r.unknown_keys("", root, {"name", "version", "description", "lanes", "timing", "escalation"})
+    name = root.get("name")
+    if not isinstance(name, str) or not name:
+        r.fail("name", "required, a non-empty string")
+    timing = _timing(r, root.get("timing") or {})
+    escalation = _escalation(r, root.get("escalation") or {})
+    lanes_raw = r.mapping("lanes", root.get("lanes"))
+    lanes: dict[Lane, LanePolicy] = {}
+    for key in lanes_raw:
+        if key not in Lane.__members__.values():
+            r.fail(f"lanes.{key}", f"unknown lane (lanes: {[lane.value for lane in Lane]})")
+    for lane in Lane:
+        if lane.value not in lanes_raw:
+            r.fail(f"lanes.{lane.value}", "missing: every lane needs a row")
+            continue
+        parsed = _lane(r, f"lanes.{lane.value}", lane, lanes_raw[lane.value])
+        if parsed is not None:
+            lanes[lane] = parsed
+    if r.problems:
+        raise PolicyError(r.problems)
+    digest = hashlib.sha256(json.dumps(root, sort_keys=True, default=str).encode()).hexdigest()
+    return Policy(
+        name=str(name),
+        version=str(root.get("version", "1")),
+        description=str(root.get("description", "")),
+        lanes=lanes,
+        timing=timing,
+        escalation=escalation,
+        digest=digest[:12],
+    )
+
+
+def _timing(r: _Reader, raw: Any) -> Timing:
+    data = r.mapping("timing", raw)
+    r.unknown_keys(
+        "timing", data, {"local_hours", "payday_window", "customer_fix_delay", "technical_retries"}
+    )
+    default = Timing()
+    hours = data.get("local_hours", list(default.local_hours))
+    if (
+        not isinstance(hours, list)
+        or len(hours) != 2
+        or not all(isinstance(h, int) and 0 <= h <= 24 for h in hours)
+        or hours[0] >= hours[1]
+    ):
+        r.fail("timing.local_hours", "expected [start, end] hours with 0 <= start < end <= 24")
+        hours = list(default.local_hours)
+    window = r.duration("timing.payday_window", data.get("payday_window", "4d"))
+    fix = r.duration("timing.customer_fix_delay", data.get("customer_fix_delay", "5m"))
+    technical = [
+        r.duration(f"timing.technical_retries[{i}]", v)
+        for i, v in enumerate(r.sequence("timing.technical_retries", data.get("technical_retries")))
+    ]
+    return Timing(
+        local_hours=(hours[0], hours[1]),
+        payday_window=window or default.payday_window,
+        customer_fix_delay=fix or default.customer_fix_delay,
+        technical_retries=tuple(t for t in technical if t is not None) or default.technical_retries,
+    )
+
+
+def _escalation(r: _Reader, raw: Any) -> Escalation:
+    data = r.mapping("escalation", raw)
+    r.unknown_keys("escalation", data, {"segments", "min_amount_minor"})
+    segments = r.sequence("escalation.segments", data.get("segments"))
+    amounts = r.mapping("escalation.min_amount_minor", data.get("min_amount_minor") or {})
+    for currency, value in amounts.items():
+        if type(value) is not int or value < 0:
+            r.fail(f"escalation.min_amount_minor.{currency}", "expected a non-negative integer")
+    return Escalation(frozenset(str(s) for s in segments), dict(amounts))
+
+
+def _lane(r: _Reader, path: str, lane: Lane, raw: Any) -> LanePolicy | None:
+    data = r.mapping(path, raw)
+    r.unknown_keys(path, data, {"retries", "max_attempts", "align", "notices", "access", "end"})
+    retries = [
+        r.duration(f"{path}.retries[{i}]", v)
+        for i, v in enumerate(r.sequence(f"{path}.retries", data.get("retries")))
+    ]
+    offsets = tuple(o for o in retries if o is not None)
+    if list(offsets) != sorted(offsets):
+        r.fail(f"{path}.retries", "offsets must be in increasing order")
+    if lane in NEVER_RETRY_LANES and offsets:
+        r.fail(f"{path}.retries", f"lane {lane.value} may never be retried; leave it empty")
+    max_attempts = data.get("max_attempts", len(offsets))
+    if type(max_attempts) is not int or max_attempts < 0:
+        r.fail(f"{path}.max_attempts", "expected a non-negative integer")
+        max_attempts = 0
+    try:
+        align = Align(data.get("align", "local_hours"))
+    except ValueError:
+        r.fail(f"{path}.align", f"expected one of {[a.value for a in Align]}")
+        align = Align.NONE
+    notices = tuple(
+        c
+        for i, item in enumerate(r.sequence(f"{path}.notices", data.get("notices")))
+        if (c := _checkpoint(r, f"{path}.notices[{i}]", item)) is not None
+    )
+    access = tuple(
+        s
+        for i, item in enumerate(r.sequence(f"{path}.access", data.get("access")))
+        if (s := _access_step(r, f"{path}.access[{i}]", item)) is not None
+    )
+    if [s.level.rank for s in access] != sorted({s.level.rank for s in access}):
+        r.fail(f"{path}.access", "steps must go grace -> limited -> suspended, each once")
+    end = r.mapping(f"{path}.end", data.get("end"))
+    r.unknown_keys(f"{path}.end", end, {"after", "outcome"})
+    end_after = r.duration(f"{path}.end.after", end.get("after"))
+    try:
+        outcome = EndOutcome(end.get("outcome", "churned"))
+    except ValueError:
+        r.fail(f"{path}.end.outcome", f"expected one of {[o.value for o in EndOutcome]}")
+        outcome = EndOutcome.CHURNED
+    if end_after is not None:
+        for i, offset in enumerate(retries):
+            if offset is not None and offset >= end_after:
+                r.fail(f"{path}.retries[{i}]", "falls at or after the end of the case")
+    if end_after is None:
+        return None
+    return LanePolicy(offsets, max_attempts, align, notices, access, end_after, outcome)
+
+
+def _checkpoint(r: _Reader, path: str, raw: Any) -> Checkpoint | None:
+    data = r.mapping(path, raw)
+    r.unknown_keys(path, data, {"when", "template", "channel", "count", "after"})
+    when = data.get("when")
+    if when not in _CHECKPOINT_KINDS:
+        r.fail(f"{path}.when", f"expected one of {list(_CHECKPOINT_KINDS)}")
+        return None
+    template = data.get("template")
+    if not isinstance(template, str) or not template:
+        r.fail(f"{path}.template", "required, the name of a message template")
+        return None
+    count = data.get("count")
+    if when == "failure" and (type(count) is not int or count < 1):
+        r.fail(f"{path}.count", "when: failure needs count >= 1 (the first failure is 1)")
+        return None
+    after = None
+    if when == "elapsed":
+        after = r.duration(f"{path}.after", data.get("after"))
+        if after is None:
+            return None
+    return Checkpoint(when, template, str(data.get("channel", "email")), count, after)
+
+
+def _access_step(r: _Reader, path: str, raw: Any) -> AccessStep | None:
+    data = r.mapping(path, raw)
+    r.unknown_keys(path, data, {"after", "level"})
+    after = r.duration(f"{path}.after", data.get("after"))
+    try:
+        level = AccessLevel(str(data.get("level")))
+    except ValueError:
+        r.fail(f"{path}.level", "expected grace, limited or suspended")
+        return None
+    if level is AccessLevel.FULL:
+        r.fail(f"{path}.level", "full access is what recovery restores, not a dunning step")
+        return None
+    return None if after is None else AccessStep(after, level)

@@ -1,0 +1,102 @@
+"""When the next retry should happen, by the policy's offsets and simple explainable rules.
+
+Cold-start rules only (the learned model comes later): retry offsets count from the case's
+opening; `payday` moves a retry forward to a likely payday (the 1st, the 15th, the last
+business day of the month) when one falls within the policy's window; every aligned retry
+lands inside the customer's local contact hours.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dunwell.domain.durations import format_duration
+from dunwell.domain.policy import Align, LanePolicy, Timing
+
+UTC = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryTime:
+    due_at: datetime
+    rule: str
+    reason: str
+
+
+def customer_zone(name: str | None) -> ZoneInfo:
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def last_business_day(year: int, month: int) -> date:
+    day = date(year, month, calendar.monthrange(year, month)[1])
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def likely_paydays(start: date, end: date) -> list[date]:
+    """Likely paydays in [start, end]: the 1st, the 15th, the last business day."""
+    days: set[date] = set()
+    year, month = start.year, start.month
+    while date(year, month, 1) <= end:
+        days |= {date(year, month, 1), date(year, month, 15), last_business_day(year, month)}
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return sorted(d for d in days if start <= d <= end)
+
+
+def into_local_hours(at: datetime, zone: ZoneInfo, hours: tuple[int, int]) -> datetime:
+    local = at.astimezone(zone)
+    start, end = hours
+    if local.hour < start:
+        local = datetime.combine(local.date(), time(start), zone)
+    elif local.hour >= end:
+        local = datetime.combine(local.date() + timedelta(days=1), time(start), zone)
+    return local.astimezone(UTC)
+
+
+def next_retry_at(
+    opened_at: datetime,
+    attempts_made: int,
+    lane_policy: LanePolicy,
+    timing: Timing,
+    timezone: str | None,
+    lane_name: str,
+) -> RetryTime | None:
+    """The policy's time for retry number `attempts_made + 1`, or None when none is left."""
+    n = attempts_made
+    if n >= lane_policy.max_attempts or n >= len(lane_policy.retries):
+        return None
+    offset = lane_policy.retries[n]
+    due = opened_at + offset
+    zone = customer_zone(timezone)
+    reason = (
+        f"retry {n + 1} of {min(lane_policy.max_attempts, len(lane_policy.retries))} "
+        f"for lane {lane_name}: {format_duration(offset)} after the first failure"
+    )
+    rule = f"policy.lanes.{lane_name}.retries[{n}]"
+    if lane_policy.align is Align.NONE:
+        return RetryTime(due, rule, reason)
+    if lane_policy.align is Align.PAYDAY:
+        local_day = due.astimezone(zone).date()
+        paydays = likely_paydays(local_day, local_day + timing.payday_window)
+        if paydays:
+            payday = paydays[0]
+            if payday != local_day:
+                due = datetime.combine(payday, time(timing.local_hours[0]), zone).astimezone(UTC)
+            reason += f", on the likely payday {payday.isoformat()} (customer funds return)"
+            rule += " + timing.payday"
+    aligned = into_local_hours(due, zone, timing.local_hours)
+    local = aligned.astimezone(zone)
+    reason += (
+        f", at {local:%H:%M} {zone.key} (customer's local hours "
+        f"{timing.local_hours[0]:02d}-{timing.local_hours[1]:02d})"
+    )
+    return RetryTime(aligned, rule, reason)

@@ -1,0 +1,1 @@
+"""The imperative shell: ingest, the action runner, the clock, and their wiring."""

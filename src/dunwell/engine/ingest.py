@@ -1,0 +1,313 @@
+"""Ingest: the one entry point for every event. Deduplicate, load, decide, save, in one
+transaction: the case state, its scheduled actions, ledger entries and audit entries commit
+together or not at all (an outbox: no state change without its actions, and no action
+without its state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dunwell.domain.case import RecoveryCase
+from dunwell.domain.decide import decide
+from dunwell.domain.decision import Context, Decision, Effect
+from dunwell.domain.events import (
+    ActionDue,
+    AttemptErrored,
+    CustomerAuthenticated,
+    DisputeOpened,
+    Event,
+    NoticeDelivered,
+    PaymentFailed,
+    PaymentMethodUpdated,
+    PaymentSucceeded,
+    SubscriptionCanceled,
+)
+from dunwell.domain.guardrails import NetworkLimits
+from dunwell.domain.policy import Policy
+from dunwell.engine.clock import Clock
+from dunwell.engine.effects_codec import effect_to_dict
+from dunwell.store.tables import EventRow
+from dunwell.store.unit_of_work import UnitOfWork
+
+_INTERNAL = (ActionDue, AttemptErrored, NoticeDelivered)
+
+
+class UnknownPolicy(LookupError):
+    pass
+
+
+@dataclass
+class IngestResult:
+    event_id: str
+    duplicate: bool
+    outcome: str
+    case_ids: list[str] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+
+
+@dataclass
+class PolicyBook:
+    policies: dict[str, Policy]
+    default_name: str = "default"
+
+    def get(self, name: str) -> Policy:
+        try:
+            return self.policies[name]
+        except KeyError:
+            raise UnknownPolicy(
+                f"policy {name!r} is not loaded (have: {sorted(self.policies)})"
+            ) from None
+
+
+class Ingest:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        policies: PolicyBook,
+        clock: Clock,
+        limits: NetworkLimits | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.policies = policies
+        self.clock = clock
+        self.limits = limits or NetworkLimits()
+
+    def __call__(
+        self,
+        tenant_id: str,
+        event: Event,
+        payload: dict[str, Any] | None = None,
+        *,
+        action_id: int | None = None,
+        complete_action_id: int | None = None,
+    ) -> IngestResult:
+        """Process one event. `action_id`: the due action row this ActionDue is for;
+        `complete_action_id`: the running action whose outcome this event is."""
+        try:
+            return self._ingest(tenant_id, event, payload, action_id, complete_action_id)
+        except IntegrityError:
+            # A concurrent delivery of the same event id won the insert: answer as a duplicate.
+            with UnitOfWork(self.sessions) as uow:
+                row = uow.events.find(tenant_id, event.id)
+                if row is None:
+                    raise
+                return IngestResult(event.id, True, row.outcome, list(row.case_ids))
+
+    def _ingest(
+        self,
+        tenant_id: str,
+        event: Event,
+        payload: dict[str, Any] | None,
+        action_id: int | None,
+        complete_action_id: int | None,
+    ) -> IngestResult:
+        now = self.clock.now()
+        with UnitOfWork(self.sessions) as uow:
+            row: EventRow | None = None
+            if not isinstance(event, ActionDue):
+                existing = uow.events.find(tenant_id, event.id)
+                if existing is not None:
+                    return IngestResult(event.id, True, existing.outcome, list(existing.case_ids))
+                row = EventRow(
+                    tenant_id=tenant_id,
+                    event_id=event.id,
+                    type=event.type,
+                    occurred_at=event.occurred_at,
+                    received_at=now,
+                    payload=payload or {},
+                    case_ids=[],
+                    outcome="pending",
+                )
+                uow.session.add(row)
+                uow.session.flush()  # the unique key decides duplicates before any work
+
+            targets = self._targets(uow, tenant_id, event)
+            result = IngestResult(event.id, False, "ignored")
+            for case in targets:
+                decision = self._decide(uow, tenant_id, case, event, now)
+                self._save(uow, tenant_id, event, decision, now, action_id, payload)
+                result.outcome = _merge(result.outcome, decision.outcome)
+                if decision.case is not None:
+                    result.case_ids.append(decision.case.id)
+                result.effects.extend(decision.effects)
+            if complete_action_id is not None:
+                done = uow.actions.get(complete_action_id)
+                if done is not None and done.status == "running":
+                    done.status, done.updated_at = "done", now
+            if row is not None:
+                row.case_ids, row.outcome = result.case_ids, result.outcome
+            uow.commit()
+            return result
+
+    def _targets(self, uow: UnitOfWork, tenant_id: str, event: Event) -> list[RecoveryCase | None]:
+        if isinstance(event, PaymentFailed | PaymentSucceeded | DisputeOpened):
+            return [uow.cases.by_invoice(tenant_id, event.invoice_id)]
+        if isinstance(event, _INTERNAL):
+            return [uow.cases.get(tenant_id, event.case_id)]
+        if isinstance(event, CustomerAuthenticated) and event.invoice_id:
+            return [uow.cases.by_invoice(tenant_id, event.invoice_id)]
+        if isinstance(event, PaymentMethodUpdated | CustomerAuthenticated):
+            found = uow.cases.open_by(tenant_id, customer_id=event.customer_id)
+        else:
+            assert isinstance(event, SubscriptionCanceled)
+            found = uow.cases.open_by(tenant_id, subscription_id=event.subscription_id)
+        return list(found) or [None]
+
+    def _decide(
+        self,
+        uow: UnitOfWork,
+        tenant_id: str,
+        case: RecoveryCase | None,
+        event: Event,
+        now: datetime,
+    ) -> Decision:
+        credentials: set[str] = set()
+        if case is not None:
+            credentials.add(case.payment_method.credential_key)
+            policy = self.policies.get(case.policy_name)
+        else:
+            storefront = event.subscription.storefront if isinstance(event, PaymentFailed) else None
+            policy = self.policies.get(
+                uow.tenants.policy_name(tenant_id, storefront) or self.policies.default_name
+            )
+        if isinstance(event, PaymentFailed | PaymentMethodUpdated):
+            credentials.add(event.payment_method.credential_key)
+        paid_at = None
+        if isinstance(event, PaymentFailed) and case is None:
+            paid_at = uow.invoices.paid_at(tenant_id, event.invoice_id)
+        tenant = uow.tenants.get(tenant_id)
+        limits = self.limits
+        if tenant is not None and tenant.visa_rule != limits.visa_rule:
+            limits = NetworkLimits(
+                visa_rule="2025" if tenant.visa_rule == "2025" else "2024",
+                max_attempts_per_case=limits.max_attempts_per_case,
+            )
+        ctx = Context(
+            tenant_id=tenant_id,
+            ledger=uow.ledger.load(tenant_id, credentials, now),
+            limits=limits,
+            invoice_paid_at=paid_at,
+        )
+        return decide(case, event, policy, now, ctx)
+
+    def _save(
+        self,
+        uow: UnitOfWork,
+        tenant_id: str,
+        event: Event,
+        decision: Decision,
+        now: datetime,
+        action_id: int | None,
+        payload: dict[str, Any] | None,
+    ) -> None:
+        case = decision.case
+        case_id = case.id if case is not None else None
+        uow.audit.add(
+            tenant_id,
+            case_id,
+            now,
+            "event",
+            event.type,
+            _event_text(event),
+            {"payload": payload} if payload else {"event": _internal_data(event)},
+            event_id=event.id,
+        )
+        for note in decision.explanations:
+            uow.audit.add(
+                tenant_id,
+                case_id,
+                now,
+                "decision",
+                note.rule,
+                note.text,
+                {"inputs": dict(note.inputs), "outcome": decision.outcome},
+                event_id=event.id,
+            )
+        if decision.invoice_paid and isinstance(event, PaymentSucceeded):
+            uow.invoices.mark_paid(tenant_id, event.invoice_id, event.occurred_at, event.id)
+        if case is None or decision.outcome == "ignored":
+            if action_id is not None:
+                row = uow.actions.get(action_id)
+                if row is not None and row.status == "scheduled":
+                    row.status, row.updated_at = "canceled", now
+            return
+        uow.cases.save(case, now)
+        for entry in decision.ledger_entries:
+            uow.ledger.add(tenant_id, case.id, entry)
+        for attempt_id in decision.ledger_uncount:
+            uow.ledger.uncount(attempt_id)
+        due_key = event.action_key if isinstance(event, ActionDue) else None
+        for change, action in uow.actions.sync(case, now, keep=due_key):
+            uow.audit.add(
+                tenant_id,
+                case.id,
+                now,
+                "action",
+                action.rule,
+                f"{change} {action.key} for {action.due_at.isoformat()}: {action.reason}",
+                {
+                    "change": change,
+                    "key": action.key,
+                    "type": str(action.type),
+                    "due_at": action.due_at.isoformat(),
+                },
+                event_id=event.id,
+            )
+        effects = [effect_to_dict(e) for e in decision.effects]
+        for effect in effects:
+            uow.audit.add(
+                tenant_id,
+                case.id,
+                now,
+                "effect",
+                effect["kind"],
+                _effect_text(effect),
+                {"effect": effect},
+                event_id=event.id,
+            )
+        if action_id is not None:
+            row = uow.actions.get(action_id)
+            if row is not None:
+                row.status = "running" if effects else "done"
+                row.effects, row.updated_at = effects, now
+        elif effects:
+            uow.actions.add_effects(tenant_id, case.id, f"effect:{event.id}", effects, now)
+
+
+def _merge(current: str, new: str) -> str:
+    order = ["ignored", "updated", "closed", "opened"]
+    return max(current, new, key=order.index)
+
+
+def _event_text(event: Event) -> str:
+    if isinstance(event, PaymentFailed):
+        return (
+            f"payment failed: {event.decline.provider_code or 'no code'} on invoice "
+            f"{event.invoice_id} ({event.amount})"
+        )
+    if isinstance(event, ActionDue):
+        return f"action {event.action_key} due"
+    return f"{event.type} ({event.id})"
+
+
+def _internal_data(event: Event) -> dict[str, Any]:
+    return {"type": event.type, "id": event.id, "occurred_at": event.occurred_at.isoformat()}
+
+
+def _effect_text(effect: dict[str, Any]) -> str:
+    kind = effect["kind"]
+    if kind == "charge":
+        return (
+            f"charge attempt {effect['attempt_id']} (idempotency key {effect['idempotency_key']})"
+        )
+    if kind == "notice":
+        return f"send {effect['template']} by {effect['channel']}"
+    if kind == "access":
+        return f"set access to {effect['level']}"
+    return f"escalate to a human: {effect['reason']}"

@@ -1,0 +1,1 @@
+"""Payment providers: the port the action runner charges through, and its adapters."""
