@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from factories import failed_body, post, succeeded_body
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from dunwell.engine.ingest import UnknownPolicy
 from dunwell.store.tables import ActionRow, AuditEntry, CaseRow, EventRow, PolicyAssignment
 from dunwell.store.unit_of_work import UnitOfWork
+from factories import failed_body, post, succeeded_body
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from factories import card_updated_body, failed_body, post, skip_until
 from sqlalchemy import select
 
 from dunwell.bootstrap import assign_policy, build
@@ -15,6 +14,7 @@ from dunwell.providers.base import ProviderRegistry
 from dunwell.settings import Settings
 from dunwell.store.tables import ActionRow, LedgerRow
 from dunwell.store.unit_of_work import UnitOfWork
+from factories import card_updated_body, failed_body, post, skip_until
 
 pytestmark = pytest.mark.integration
 
