@@ -30,7 +30,7 @@ POSTGRES_URL = os.environ.get(
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-API_KEY = "test-api-key-0123456789"
+from factories import API_KEY  # noqa: E402
 
 
 def _postgres_problem() -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+API_KEY = "test-api-key-0123456789"
+
 
 def failed_body(
     event_id: str,

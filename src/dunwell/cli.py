@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -28,8 +29,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(cases_app, name="cases")
 app.add_typer(dead_app, name="deadletters")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 DEMO_TENANT = "demo"
 
 
@@ -80,6 +81,10 @@ def run(
     else:
         err.print(f"API key (generated; set DUNWELL_API_KEY to keep one): {key}")
     err.print(f"try: curl -H 'Authorization: Bearer <KEY>' {url}/v1/cases")
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler that was there before it: ours, so the worker stops and the process exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         uvicorn.run(
             create_app(services),
@@ -178,24 +183,33 @@ def cases_show(case_id: str, tenant: str = DEMO_TENANT) -> None:
 
 
 @dead_app.command("list")
-def deadletters_list(status: str | None = None, tenant: str | None = None) -> None:
+def deadletters_list(
+    status: str | None = None,
+    tenant: str | None = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
+) -> None:
     """Dead letters, newest first."""
+    from dunwell.api.views import dead_letter_view
     from dunwell.store.unit_of_work import UnitOfWork
 
-    table = Table("id", "received", "source", "status", "error")
     with UnitOfWork(_services().sessions) as uow:
-        for row in uow.deadletters.list(tenant, status):
-            problems = row.error.get("problems") or [
-                {"field": "", "message": row.error.get("message", "")}
-            ]
-            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)[:120]
-            table.add_row(
-                row.id,
-                row.received_at.isoformat(timespec="seconds"),
-                row.source,
-                row.status,
-                f"{row.error.get('error')}: {summary}",
-            )
+        views = [dead_letter_view(row) for row in uow.deadletters.list(tenant, status)]
+    if as_json:
+        out.print_json(json.dumps({"dead_letters": views}))
+        return
+    table = Table("id", "received", "source", "status", "error")
+    table.columns[0].no_wrap = True
+    for view in views:
+        error = view["error"]
+        problems = error.get("problems") or [{"field": "", "message": error.get("message", "")}]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)[:120]
+        table.add_row(
+            view["id"],
+            view["received_at"][:19],
+            view["source"],
+            view["status"],
+            f"{error.get('error')}: {summary}",
+        )
     out.print(table)
 
 
@@ -229,6 +243,54 @@ def deadletters_replay(
             }
         )
     )
+
+
+@app.command()
+def simulate(
+    customers: Annotated[
+        int, typer.Option(min=1, max=100_000, help="customers in the world")
+    ] = 200,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="virtual days to run")] = 45,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same numbers")] = 1,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--policy", help="a policy to run (repeatable); default: default and baseline-fixed"
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Run a built-in world of failing cards through the real engine, once per policy."""
+    import logging
+    import time
+
+    from dunwell.logging_setup import configure_logging
+    from dunwell.policies import load_policies
+    from dunwell.sim.harness import DEFAULT_POLICIES
+    from dunwell.sim.harness import simulate as run_simulation
+    from dunwell.sim.report import to_json, to_table
+
+    settings = Settings()
+    # The runner logs every charge at INFO: on stdout that would corrupt the JSON document.
+    configure_logging(settings.log_format, logging.WARNING)
+    names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
+    unknown = [name for name in names if name not in load_policies(settings.policy_dir)]
+    if unknown:
+        err.print(f"[red]unknown policy {', '.join(unknown)}[/] (see: dunwell policy list)")
+        raise typer.Exit(2)
+    started = time.perf_counter()
+    result = run_simulation(customers, days, seed, names)
+    if as_json:
+        typer.echo(to_json(result))
+    else:
+        table = to_table(result)
+        table.caption = f"simulated in {time.perf_counter() - started:.1f}s of wall time"
+        out.print(table)
+    broken = {n: m["guardrail_violations"]["total"] for n, m in result["policies"].items()}
+    if any(broken.values()):
+        # A guardrail violation is a bug in dunwell, not a tuning result: fail loudly.
+        err.print(f"[bold red]guardrail violations[/]: {broken}")
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

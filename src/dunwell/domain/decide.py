@@ -105,6 +105,11 @@ def _after_decline(case: RecoveryCase, event: PaymentFailed, info: DeclineInfo) 
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
     not_before = event.occurred_at + found.retry_after if found.retry_after else None
+    if case.not_before is not None and (
+        case.payment_method.credential_key == event.payment_method.credential_key
+    ):
+        # A later decline on the same card does not shorten an advice code's wait.
+        not_before = max(not_before or case.not_before, case.not_before)
     return replace(
         case,
         decline=info,
@@ -247,7 +252,8 @@ def _on_payment_succeeded(
 
 
 def _customer_fixed(case: RecoveryCase, at: datetime, why: str) -> RecoveryCase:
-    return replace(case, customer_fixed_at=at, not_before=None, technical_retries=0)
+    # An advice code's wait stays: it is about the card, which a fix may not have changed.
+    return replace(case, customer_fixed_at=at, technical_retries=0)
 
 
 def _on_payment_method_updated(
@@ -261,6 +267,7 @@ def _on_payment_method_updated(
         return _ignored(case, "case.closed", "no open case to retry on the new payment method")
     if event.payment_method == case.payment_method:
         return _ignored(case, "case.same_method", "the payment method did not change")
+    same_card = event.payment_method.credential_key == case.payment_method.credential_key
     fresh = replace(
         case.decline,
         lane=Lane.RETRY_SOON,
@@ -270,6 +277,7 @@ def _on_payment_method_updated(
     case = replace(
         _customer_fixed(case, event.occurred_at, "card"),
         payment_method=event.payment_method,
+        not_before=case.not_before if same_card else None,
         decline=fresh,
     )
     note = Explanation(

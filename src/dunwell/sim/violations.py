@@ -1,0 +1,123 @@
+"""The harness's own guardrail check: the card networks' rules, read off the world's log.
+
+Written apart from `dunwell.domain.guardrails` on purpose (it imports nothing from the
+engine): a bug there must show up here, not be repeated. Per credential, the initial
+failure and every charge that reached the network count as attempts:
+- Visa and every brand but Mastercard: at most 15 in any rolling 30 days;
+- Mastercard: at most 10 in any 24 hours and 35 in any 30 days;
+- no charge on a credential after a never-retry answer (or Mastercard advice 03/21);
+- no charge before a Mastercard advice 24-30 delay has passed since that decline;
+- no two charges with the same attempt id, and no charge once the invoice is paid.
+A charge the provider failed on (it never reached the network) is not counted for the caps,
+but still breaks the never-retry and delay rules: dunwell should not have sent it at all.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from dunwell.sim.log import Entry, Kind, Outcome
+
+NEVER_RETRY_CODES = frozenset(
+    {
+        "do_not_try_again",
+        "fraudulent",
+        "lost_card",
+        "pickup_card",
+        "stolen_card",
+        "revocation_of_authorization",
+        "revocation_of_all_authorizations",
+    }
+)
+NEVER_RETRY_ADVICE = frozenset({"03", "21"})
+ADVICE_DELAY = {
+    "24": timedelta(hours=1),
+    "25": timedelta(hours=24),
+    "26": timedelta(days=2),
+    "27": timedelta(days=4),
+    "28": timedelta(days=6),
+    "29": timedelta(days=8),
+    "30": timedelta(days=10),
+}
+_DAY, _MONTH = timedelta(days=1), timedelta(days=30)
+
+KINDS = (
+    "visa_30d_cap",
+    "mastercard_24h_cap",
+    "mastercard_30d_cap",
+    "charge_after_never_retry",
+    "charge_before_advice_delay",
+    "duplicate_charge",
+    "charge_after_paid",
+)
+
+
+def count_violations(log: Iterable[Entry]) -> dict[str, int]:
+    """Violations by kind (every kind present, zero or not), in the log's own order."""
+    entries = list(log)
+    found: Counter[str] = Counter({kind: 0 for kind in KINDS})
+    by_credential: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        if entry.credential is not None and entry.kind in (Kind.INITIAL_FAILURE, Kind.CHARGE):
+            by_credential[entry.credential].append(entry)
+    for credential in sorted(by_credential):
+        attempts = by_credential[credential]
+        _caps(attempts, found)
+        _answers(attempts, found)
+    _duplicates_and_paid(entries, found)
+    return {kind: found[kind] for kind in KINDS}
+
+
+def _caps(attempts: list[Entry], found: Counter[str]) -> None:
+    counted = sorted(e.at for e in attempts if e.reached_network)
+    mastercard = (attempts[0].brand or "").lower() == "mastercard"
+    caps = (
+        (("mastercard_24h_cap", 10, _DAY), ("mastercard_30d_cap", 35, _MONTH))
+        if mastercard
+        else (("visa_30d_cap", 15, _MONTH),)
+    )
+    for kind, cap, window in caps:
+        for i, at in enumerate(counted):
+            # Attempts in the rolling window (at - window, at], this one included.
+            inside = i + 1 - bisect_right(counted, at - window, 0, i + 1)
+            if inside > cap:
+                found[kind] += 1
+
+
+def _answers(attempts: list[Entry], found: Counter[str]) -> None:
+    """Walk one credential's attempts in order, remembering what the network answered."""
+    never = False
+    not_before: datetime | None = None
+    for entry in attempts:
+        if entry.kind is Kind.CHARGE:
+            if never:
+                found["charge_after_never_retry"] += 1
+            if not_before is not None and entry.at < not_before:
+                found["charge_before_advice_delay"] += 1
+        if entry.outcome is not Outcome.DECLINED:
+            continue
+        if entry.code in NEVER_RETRY_CODES or entry.advice in NEVER_RETRY_ADVICE:
+            never = True
+        delay = ADVICE_DELAY.get(entry.advice or "")
+        if delay is not None:
+            until = entry.at + delay
+            not_before = until if not_before is None else max(not_before, until)
+
+
+def _duplicates_and_paid(entries: list[Entry], found: Counter[str]) -> None:
+    seen: set[str] = set()
+    paid: set[str] = set()
+    for entry in entries:
+        if entry.kind is Kind.CHARGE:
+            if entry.attempt_id is not None:
+                if entry.attempt_id in seen:
+                    found["duplicate_charge"] += 1
+                seen.add(entry.attempt_id)
+            if entry.customer_id in paid:
+                found["charge_after_paid"] += 1
+        approved = entry.kind is Kind.CHARGE and entry.outcome is Outcome.APPROVED
+        if approved or entry.kind is Kind.PAID_OUT_OF_BAND:
+            paid.add(entry.customer_id)
