@@ -61,7 +61,11 @@ def run(
         settings.port = port
     configure_logging(settings.log_format)
     upgrade(settings.database_url)
-    services = _services(settings)
+    try:
+        services = _services(settings)
+    except PolicyError as exc:
+        err.print(f"[red]cannot start[/]: {exc}")
+        raise typer.Exit(1) from None
     key = ensure_tenant(
         services, DEMO_TENANT, "Demo tenant", settings.api_key, policy=settings.default_policy
     )
