@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from dunwell.domain.case import RecoveryCase
 from dunwell.domain.decide import decide
@@ -36,6 +37,7 @@ from dunwell.store.tables import EventRow
 from dunwell.store.unit_of_work import UnitOfWork
 
 _INTERNAL = (ActionDue, AttemptErrored, NoticeDelivered)
+_CONFLICT_RETRIES = 3
 
 
 class UnknownPolicy(LookupError):
@@ -89,15 +91,19 @@ class Ingest:
     ) -> IngestResult:
         """Process one event. `action_id`: the due action row this ActionDue is for;
         `complete_action_id`: the running action whose outcome this event is."""
-        try:
-            return self._ingest(tenant_id, event, payload, action_id, complete_action_id)
-        except IntegrityError:
-            # A concurrent delivery of the same event id won the insert: answer as a duplicate.
-            with UnitOfWork(self.sessions) as uow:
-                row = uow.events.find(tenant_id, event.id)
-                if row is None:
+        for attempt in range(1, _CONFLICT_RETRIES + 1):
+            try:
+                return self._ingest(tenant_id, event, payload, action_id, complete_action_id)
+            except (IntegrityError, StaleDataError):
+                # Another writer got there first: the same event id (a duplicate), or another
+                # event for the same case (decide again on what it wrote).
+                with UnitOfWork(self.sessions) as uow:
+                    row = uow.events.find(tenant_id, event.id)
+                if row is not None:
+                    return IngestResult(event.id, True, row.outcome, list(row.case_ids))
+                if attempt == _CONFLICT_RETRIES:
                     raise
-                return IngestResult(event.id, True, row.outcome, list(row.case_ids))
+        raise AssertionError("unreachable")
 
     def _ingest(
         self,
