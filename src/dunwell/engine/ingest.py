@@ -37,7 +37,7 @@ from dunwell.store.tables import EventRow
 from dunwell.store.unit_of_work import UnitOfWork
 
 _INTERNAL = (ActionDue, AttemptErrored, NoticeDelivered)
-_CONFLICT_RETRIES = 3
+_CONFLICT_RETRIES = 5
 
 
 class UnknownPolicy(LookupError):
@@ -153,16 +153,16 @@ class Ingest:
 
     def _targets(self, uow: UnitOfWork, tenant_id: str, event: Event) -> list[RecoveryCase | None]:
         if isinstance(event, PaymentFailed | PaymentSucceeded | DisputeOpened):
-            return [uow.cases.by_invoice(tenant_id, event.invoice_id)]
+            return [uow.cases.by_invoice(tenant_id, event.invoice_id, lock=True)]
         if isinstance(event, _INTERNAL):
-            return [uow.cases.get(tenant_id, event.case_id)]
+            return [uow.cases.get(tenant_id, event.case_id, lock=True)]
         if isinstance(event, CustomerAuthenticated) and event.invoice_id:
-            return [uow.cases.by_invoice(tenant_id, event.invoice_id)]
+            return [uow.cases.by_invoice(tenant_id, event.invoice_id, lock=True)]
         if isinstance(event, PaymentMethodUpdated | CustomerAuthenticated):
-            found = uow.cases.open_by(tenant_id, customer_id=event.customer_id)
+            found = uow.cases.open_by(tenant_id, customer_id=event.customer_id, lock=True)
         else:
             assert isinstance(event, SubscriptionCanceled)
-            found = uow.cases.open_by(tenant_id, subscription_id=event.subscription_id)
+            found = uow.cases.open_by(tenant_id, subscription_id=event.subscription_id, lock=True)
         return list(found) or [None]
 
     def _decide(
@@ -237,21 +237,47 @@ class Ingest:
             )
         if decision.invoice_paid and isinstance(event, PaymentSucceeded):
             uow.invoices.mark_paid(tenant_id, event.invoice_id, event.occurred_at, event.id)
+        due_row = uow.actions.get(action_id) if action_id is not None else None
         if case is None or decision.outcome == "ignored":
-            if action_id is not None:
-                row = uow.actions.get(action_id)
-                if row is not None and row.status == "scheduled":
-                    row.status, row.updated_at = "canceled", now
+            if due_row is not None and due_row.status == "scheduled":
+                due_row.status, due_row.updated_at = "canceled", now
+                if case is not None:
+                    # A stale delivery: whatever the plan still wants gets a row again.
+                    uow.session.flush()
+                    self._sync(uow, case, event, now)
             return
         uow.cases.save(case, now)
         for entry in decision.ledger_entries:
             uow.ledger.add(tenant_id, case.id, entry)
         for attempt_id in decision.ledger_uncount:
             uow.ledger.uncount(attempt_id)
-        due_key = event.action_key if isinstance(event, ActionDue) else None
-        for change, action in uow.actions.sync(case, now, keep=due_key):
+        effects = [effect_to_dict(e) for e in decision.effects]
+        for effect in effects:
             uow.audit.add(
                 tenant_id,
+                case.id,
+                now,
+                "effect",
+                effect["kind"],
+                _effect_text(effect),
+                {"effect": effect},
+                event_id=event.id,
+            )
+        if due_row is not None:
+            # Settle the row being run before syncing, so a re-planned key (a refused retry
+            # moved to later) gets a fresh row instead of overwriting this one.
+            due_row.status = "running" if effects else "done"
+            due_row.effects, due_row.updated_at = effects, now
+            uow.session.flush()
+        elif effects:
+            uow.actions.add_effects(tenant_id, case.id, f"effect:{event.id}", effects, now)
+        self._sync(uow, case, event, now)
+
+    @staticmethod
+    def _sync(uow: UnitOfWork, case: RecoveryCase, event: Event, now: datetime) -> None:
+        for change, action in uow.actions.sync(case, now):
+            uow.audit.add(
+                case.tenant_id,
                 case.id,
                 now,
                 "action",
@@ -265,25 +291,6 @@ class Ingest:
                 },
                 event_id=event.id,
             )
-        effects = [effect_to_dict(e) for e in decision.effects]
-        for effect in effects:
-            uow.audit.add(
-                tenant_id,
-                case.id,
-                now,
-                "effect",
-                effect["kind"],
-                _effect_text(effect),
-                {"effect": effect},
-                event_id=event.id,
-            )
-        if action_id is not None:
-            row = uow.actions.get(action_id)
-            if row is not None:
-                row.status = "running" if effects else "done"
-                row.effects, row.updated_at = effects, now
-        elif effects:
-            uow.actions.add_effects(tenant_id, case.id, f"effect:{event.id}", effects, now)
 
 
 def _merge(current: str, new: str) -> str:

@@ -30,27 +30,41 @@ class CaseRepository:
         self.session = session
         self._rows: dict[str, CaseRow] = {}
 
-    def get(self, tenant_id: str, case_id: str) -> RecoveryCase | None:
-        row = self.session.get(CaseRow, case_id)
+    def get(self, tenant_id: str, case_id: str, *, lock: bool = False) -> RecoveryCase | None:
+        row = self.session.get(CaseRow, case_id, with_for_update=lock or None)
         if row is None or row.tenant_id != tenant_id:
             return None
         return self._load(row)
 
-    def by_invoice(self, tenant_id: str, invoice_id: str) -> RecoveryCase | None:
-        row = self.session.scalars(
-            select(CaseRow).where(CaseRow.tenant_id == tenant_id, CaseRow.invoice_id == invoice_id)
-        ).one_or_none()
+    def by_invoice(
+        self, tenant_id: str, invoice_id: str, *, lock: bool = False
+    ) -> RecoveryCase | None:
+        query = select(CaseRow).where(
+            CaseRow.tenant_id == tenant_id, CaseRow.invoice_id == invoice_id
+        )
+        # FOR UPDATE on PostgreSQL: writers of one case queue up instead of failing on the
+        # version check (SQLite's BEGIN IMMEDIATE already serializes every writer).
+        row = self.session.scalars(query.with_for_update() if lock else query).one_or_none()
         return None if row is None else self._load(row)
 
     def open_by(
-        self, tenant_id: str, *, customer_id: str | None = None, subscription_id: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        customer_id: str | None = None,
+        subscription_id: str | None = None,
+        lock: bool = False,
     ) -> list[RecoveryCase]:
         query = select(CaseRow).where(CaseRow.tenant_id == tenant_id, CaseRow.status == "open")
         if customer_id is not None:
             query = query.where(CaseRow.customer_id == customer_id)
         if subscription_id is not None:
             query = query.where(CaseRow.subscription_id == subscription_id)
-        return [self._load(row) for row in self.session.scalars(query.order_by(CaseRow.opened_at))]
+        query = query.order_by(CaseRow.opened_at, CaseRow.id)
+        return [
+            self._load(row)
+            for row in self.session.scalars(query.with_for_update() if lock else query)
+        ]
 
     def _load(self, row: CaseRow) -> RecoveryCase:
         self._rows[row.id] = row
@@ -58,7 +72,9 @@ class CaseRepository:
 
     def save(self, case: RecoveryCase, now: datetime) -> None:
         """Insert or update; the version column makes a concurrent writer fail, not overwrite."""
-        row = self._rows.get(case.id) or self.session.get(CaseRow, case.id)
+        # Only a row this unit of work loaded is updated; any other save is an insert, so a
+        # case opened concurrently elsewhere fails the insert instead of being overwritten.
+        row = self._rows.get(case.id)
         next_action = case.next_action
         columns: dict[str, Any] = dict(
             tenant_id=case.tenant_id,
@@ -114,9 +130,9 @@ class ActionRepository:
         self.session = session
 
     def sync(
-        self, case: RecoveryCase, now: datetime, *, keep: str | None = None
+        self, case: RecoveryCase, now: datetime
     ) -> list[tuple[str, PlannedAction | ActionRow]]:
-        """Make the scheduled rows of a case match its plan; `keep` is the action being run.
+        """Make the scheduled rows of a case match its plan.
 
         Returns what changed, as (scheduled | rescheduled | canceled, action) for the audit.
         """
@@ -131,7 +147,7 @@ class ActionRepository:
         wanted = {p.key: p for p in case.plan}
         changes: list[tuple[str, PlannedAction | ActionRow]] = []
         for key, row in rows.items():
-            if key not in wanted and key != keep:
+            if key not in wanted:
                 row.status, row.updated_at = "canceled", now
                 changes.append(("canceled", row))
         for key, planned in wanted.items():

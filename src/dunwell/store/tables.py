@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -116,7 +117,17 @@ class ActionRow(Base):
 
     __tablename__ = "actions"
     __table_args__ = (
-        UniqueConstraint("case_id", "key"),
+        # One scheduled row per planned key; done and canceled rows stay as history, so a key
+        # can be planned again (a lane re-entered, a refused retry rescheduled).
+        Index(
+            "uq_actions_scheduled_key",
+            "case_id",
+            "key",
+            unique=True,
+            sqlite_where=text("status = 'scheduled'"),
+            postgresql_where=text("status = 'scheduled'"),
+        ),
+        Index("ix_actions_case", "case_id", "id"),
         Index("ix_actions_status_due", "status", "due_at"),
     )
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)

@@ -43,10 +43,17 @@ def upgrade() -> None:
         sa.Column("created_at", dunwell.store.tables.UtcDateTime(), nullable=False),
         sa.Column("updated_at", dunwell.store.tables.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("case_id", "key"),
     )
     with op.batch_alter_table("actions", schema=None) as batch_op:
         batch_op.create_index("ix_actions_status_due", ["status", "due_at"], unique=False)
+        batch_op.create_index("ix_actions_case", ["case_id", "id"], unique=False)
+        batch_op.create_index(
+            "uq_actions_scheduled_key",
+            ["case_id", "key"],
+            unique=True,
+            sqlite_where=sa.text("status = 'scheduled'"),
+            postgresql_where=sa.text("status = 'scheduled'"),
+        )
 
     op.create_table(
         "attempt_ledger",
@@ -214,6 +221,8 @@ def downgrade() -> None:
 
     op.drop_table("attempt_ledger")
     with op.batch_alter_table("actions", schema=None) as batch_op:
+        batch_op.drop_index("uq_actions_scheduled_key")
+        batch_op.drop_index("ix_actions_case")
         batch_op.drop_index("ix_actions_status_due")
 
     op.drop_table("actions")
