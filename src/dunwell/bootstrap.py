@@ -21,6 +21,7 @@ from dunwell.engine.runner import ActionRunner
 from dunwell.policies import load_policies
 from dunwell.providers.base import PaymentProvider, ProviderRegistry
 from dunwell.providers.sim import SimulatedProcessor
+from dunwell.providers.sim_http import HttpSimProvider
 from dunwell.settings import Settings
 from dunwell.store.database import make_engine, make_sessionmaker
 from dunwell.store.tables import PolicyAssignment, Tenant
@@ -58,7 +59,9 @@ def build(
         visa_rule=settings.visa_rule, max_attempts_per_case=settings.max_attempts_per_case
     )
     ingest = Ingest(sessions, book, clock, limits)
-    fallback: PaymentProvider = SimulatedProcessor()
+    fallback: PaymentProvider = (
+        HttpSimProvider(settings.sim_psp_url) if settings.sim_psp_url else SimulatedProcessor()
+    )
     runner = ActionRunner(
         sessions,
         ingest,

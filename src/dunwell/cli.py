@@ -27,7 +27,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(cases_app, name="cases")
+sim_app = typer.Typer(help="Simulated counterparts for tests and chaos runs.", no_args_is_help=True)
 app.add_typer(dead_app, name="deadletters")
+app.add_typer(sim_app, name="sim")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -295,6 +297,36 @@ def simulate(
         # A guardrail violation is a bug in dunwell, not a tuning result: fail loudly.
         err.print(f"[bold red]guardrail violations[/]: {broken}")
         raise typer.Exit(1)
+
+
+@sim_app.command("psp")
+def sim_psp(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8100,
+    db: Annotated[Path, typer.Option(help="SQLite file of the processor's own ledger")] = Path(
+        "sim-psp.db"
+    ),
+    host: str = "127.0.0.1",
+    latency_ms: Annotated[float, typer.Option(min=0, help="added to every request")] = 0.0,
+    error_rate: Annotated[float, typer.Option(min=0, max=1, help="share of 5xx answers")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="seed of the error injection")] = None,
+) -> None:
+    """Start a simulated card processor (idempotency keys, declines, latency, 5xx)."""
+    import uvicorn
+
+    from dunwell.sim.psp.app import create_psp_app
+    from dunwell.sim.psp.ledger import Ledger
+
+    ledger = Ledger(db)
+    err.print(f"sim psp on http://{host}:{port} (ledger {db}); set DUNWELL_SIM_PSP_URL to use it")
+    try:
+        uvicorn.run(
+            create_psp_app(ledger, latency_ms, error_rate, seed),
+            host=host,
+            port=port,
+            log_level="warning",
+        )
+    finally:
+        ledger.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,3 +22,6 @@ class Settings(BaseSettings):
     max_attempts_per_case: int = Field(12, ge=1, le=35)
     worker_interval_seconds: float = Field(1.0, gt=0)
     log_format: Literal["json", "console"] = "json"
+    # Charges go to this simulated processor over HTTP (`dunwell sim psp`); without it, to
+    # the in-process one.
+    sim_psp_url: str | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
+from e2e_support import free_port
 from factories import failed_body
 
 pytestmark = pytest.mark.e2e

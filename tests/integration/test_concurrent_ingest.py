@@ -6,11 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from factories import failed_body, post
 from sqlalchemy import func, select
 
 from dunwell.store.tables import CaseRow, EventRow
 from dunwell.store.unit_of_work import UnitOfWork
+from factories import failed_body, post
 
 pytestmark = pytest.mark.integration
 

@@ -133,7 +133,11 @@ BROKEN: dict[str, list[Entry]] = {
         _charge(T0 + 6 * H, 1, brand="mastercard", advice="25"),
         _charge(T0 + 20 * H, 2, brand="mastercard"),
     ],
-    "duplicate_charge": [_initial(T0), _charge(T0 + 24 * H, 1), _charge(T0 + 25 * H, 1)],
+    "duplicate_charge": [
+        _initial(T0),
+        _charge(T0 + 24 * H, 1, outcome=Outcome.APPROVED),
+        _charge(T0 + 25 * H, 2, outcome=Outcome.APPROVED),
+    ],
     "charge_after_paid": [
         _initial(T0),
         Entry(T0 + H, Kind.PAID_OUT_OF_BAND, "cus_a"),

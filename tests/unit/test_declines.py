@@ -128,6 +128,16 @@ def test_mastercard_advice_01_does_not_soften_fraud() -> None:
     assert found.retry_allowed is False
 
 
+@pytest.mark.parametrize(
+    "code", sorted(c for c, lane in STRIPE_DECLINE_CODES.items() if lane in NEVER_RETRY_LANES)
+)
+def test_mastercard_advice_01_never_softens_a_never_retry_provider_code(code: str) -> None:
+    # A "never" from either side wins: a stolen card with advice 01 must not become retryable.
+    found = classify(code, advice="01", brand="mastercard")
+    assert found.lane in NEVER_RETRY_LANES
+    assert found.retry_allowed is False
+
+
 @pytest.mark.parametrize("network", sorted(VISA_NEVER_RETRY_CODES))
 def test_visa_category_1_codes_force_do_not_retry_for_visa(network: str) -> None:
     found = classify("insufficient_funds", network=network, brand="visa")

@@ -152,6 +152,8 @@ def _on_payment_failed(
         case = replace(
             case, attempts=tuple(done if a.id == attempt.id else a for a in case.attempts)
         )
+        if attempt.payment_method_token != case.payment_method.token:
+            return _decline_of_replaced_method(case, event, why, policy, now, ctx)
     else:
         if case.last_failure_at is not None and event.occurred_at <= case.last_failure_at:
             return _ignored(
@@ -161,6 +163,29 @@ def _on_payment_failed(
         entries = (LedgerEntry(event.payment_method.credential_key, event.occurred_at),)
     case = replace(_after_decline(case, event, info), failures=case.failures + 1)
     return _updated(case, policy, now, ctx, [why], ledger_entries=entries)
+
+
+def _decline_of_replaced_method(
+    case: RecoveryCase,
+    event: PaymentFailed,
+    why: Explanation,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+) -> Decision:
+    """The customer replaced the payment method while this attempt was in flight: the decline
+    is about the old one. It counts, and may block the old credential; the new one stays."""
+    found = classify_decline(event.decline, event.payment_method.brand)
+    blocked = case.blocked_credentials
+    if not found.retry_allowed:
+        blocked = blocked | {event.payment_method.credential_key}
+    case = replace(case, failures=case.failures + 1, blocked_credentials=blocked)
+    note = Explanation(
+        "case.decline_of_replaced_method",
+        "the declined attempt used the payment method the customer has since replaced; "
+        "the new one is kept and retried",
+    )
+    return _updated(case, policy, now, ctx, [why, note])
 
 
 def _open(
@@ -357,6 +382,13 @@ def _on_action_due(
     action = case.planned(event.action_key)
     if action is None:
         return _ignored(case, "case.not_planned", f"action {event.action_key} is no longer planned")
+    if action.due_at > now:
+        # A stale or duplicate delivery of an action that was since planned for later.
+        return _ignored(
+            case,
+            "case.not_due",
+            f"action {event.action_key} is not due until {action.due_at.isoformat()}",
+        )
     case = replace(case, plan=tuple(a for a in case.plan if a.key != action.key))
     done = Explanation(action.rule, f"due: {action.reason}")
     if action.type is ActionType.RETRY:
@@ -403,15 +435,27 @@ def _start_attempt(
     if not verdict.allowed:
         refused = Explanation(verdict.rule, f"retry refused: {verdict.reason}", verdict.inputs)
         return _updated(case, policy, now, ctx, [done, refused])
-    number = len(case.attempts) + 1
-    attempt = Attempt(
-        id=child_id("att", case.id, number),
-        number=number,
-        credential_key=case.payment_method.credential_key,
-        provider=case.decline.provider,
-        payment_method_token=case.payment_method.token,
-        started_at=now,
-    )
+    last = case.attempts[-1] if case.attempts else None
+    if (
+        last is not None
+        and last.status is AttemptStatus.ERRORED
+        and last.payment_method_token == case.payment_method.token
+    ):
+        # Its outcome is unknown: send the same attempt again, so the provider answers the
+        # first request (idempotency key) instead of charging a second time.
+        attempt = replace(last, status=AttemptStatus.IN_FLIGHT, started_at=now, finished_at=None)
+        attempts = (*case.attempts[:-1], attempt)
+    else:
+        number = len(case.attempts) + 1
+        attempt = Attempt(
+            id=child_id("att", case.id, number),
+            number=number,
+            credential_key=case.payment_method.credential_key,
+            provider=case.decline.provider,
+            payment_method_token=case.payment_method.token,
+            started_at=now,
+        )
+        attempts = (*case.attempts, attempt)
     charge = Charge(
         case_id=case.id,
         attempt_id=attempt.id,
@@ -423,9 +467,11 @@ def _start_attempt(
         invoice_id=case.invoice_id,
     )
     entry = LedgerEntry(attempt.credential_key, now, attempt.id)
-    case = replace(case, attempts=(*case.attempts, attempt), customer_fixed_at=None)
+    case = replace(case, attempts=attempts, customer_fixed_at=None)
     started = Explanation(
-        "attempt.start", f"attempt {number} charges {case.amount}", verdict.inputs
+        "attempt.start",
+        f"attempt {attempt.number} charges {case.amount} (idempotency key {attempt.id})",
+        verdict.inputs,
     )
     return _updated(case, policy, now, ctx, [done, started], (charge,), ledger_entries=(entry,))
 

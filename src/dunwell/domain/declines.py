@@ -122,7 +122,7 @@ def classify_decline(report: DeclineReport, brand: str | None) -> Classification
         return Classification(Lane.DO_NOT_RETRY, f"visa category 1 code {network}", False)
 
     provider_lane = STRIPE_DECLINE_CODES.get(code)
-    if advice in MASTERCARD_UPDATE_ADVICE and provider_lane not in (Lane.FRAUD_SUSPECTED,):
+    if advice in MASTERCARD_UPDATE_ADVICE and provider_lane not in NEVER_RETRY_LANES:
         return Classification(Lane.UPDATE_PAYMENT_METHOD, f"mastercard advice code {advice}", True)
 
     retry_after = MASTERCARD_RETRY_AFTER.get(advice)

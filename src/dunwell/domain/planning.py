@@ -94,18 +94,17 @@ def _plan_retry(
             "policy.timing.customer_fix_delay",
             ("the customer fixed the payment method: retry right away"),
         )
-    elif (
-        last is not None
-        and last.status is AttemptStatus.ERRORED
-        and 0 < case.technical_retries <= len(technical)
-        and last.finished_at is not None
-    ):
-        delay = technical[case.technical_retries - 1]
+    elif last is not None and last.status is AttemptStatus.ERRORED and last.finished_at:
+        # The outcome is unknown: ask again with the same attempt (the same idempotency key)
+        # until the provider answers, backing off to the last delay; never a new charge.
+        step = min(max(case.technical_retries, 1), len(technical)) - 1
+        delay = technical[step]
         due = max(last.finished_at + delay, now)
-        rule = f"policy.timing.technical_retries[{case.technical_retries - 1}]"
+        rule = f"policy.timing.technical_retries[{step}]"
         reason = (
-            f"technical retry {case.technical_retries} of {len(technical)} after a provider error, "
-            f"{format_duration(delay)} later; it does not count against network caps"
+            f"technical retry {case.technical_retries} of attempt {last.number} after a provider "
+            f"error, {format_duration(delay)} later, with the same idempotency key; it does not "
+            "count against network caps"
         )
     else:
         timed = next_retry_at(

@@ -45,7 +45,7 @@ class EndOutcome(StrEnum):
 class Checkpoint:
     """When a notice goes out: never per retry, only at one of these."""
 
-    # entered: the case opens in, or a later decline moves it into, this lane.
+    # entered: the first time the case is in this lane (at opening, or moved by a decline).
     when: str  # entered | failure | every_failure | elapsed (YAML 1.1 reads a key `on` as true)
     template: str
     channel: str = "email"

@@ -119,6 +119,12 @@ class Ingest:
             if not isinstance(event, ActionDue):
                 existing = uow.events.find(tenant_id, event.id)
                 if existing is not None:
+                    if complete_action_id is not None:
+                        # The outcome is recorded already; the action it settles is done too.
+                        done = uow.actions.get(complete_action_id)
+                        if done is not None and done.status == "running":
+                            done.status, done.updated_at = "done", now
+                            uow.commit()
                     return IngestResult(event.id, True, existing.outcome, list(existing.case_ids))
                 row = EventRow(
                     tenant_id=tenant_id,

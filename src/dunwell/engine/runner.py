@@ -134,7 +134,9 @@ class ActionRunner:
             attempt_id=charge.attempt_id,
             provider=charge.provider,
         )
-        outcome_id = f"outcome:{charge.attempt_id}"
+        # One outcome per send: a crash re-run of this action row reuses the id (deduplicated);
+        # a later technical re-send of the same attempt comes from another row.
+        outcome_id = f"outcome:{charge.attempt_id}:{work.action_id}"
         try:
             result = self.providers.for_charge(charge).charge(charge)
         except ProviderError as exc:

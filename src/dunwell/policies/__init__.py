@@ -17,6 +17,8 @@ def load_policy_file(path: Path) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError([f"{path}: cannot be read ({exc.strerror})"]) from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:

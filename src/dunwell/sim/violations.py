@@ -7,7 +7,9 @@ failure and every charge that reached the network count as attempts:
 - Mastercard: at most 10 in any 24 hours and 35 in any 30 days;
 - no charge on a credential after a never-retry answer (or Mastercard advice 03/21);
 - no charge before a Mastercard advice 24-30 delay has passed since that decline;
-- no two charges with the same attempt id, and no charge once the invoice is paid.
+- no second capture for one invoice, and no new charge once it is paid. Sending one attempt
+  again (its idempotency key) is how an unknown outcome is resolved: the provider answers
+  the first request again, which is neither a new charge nor a duplicate.
 A charge the provider failed on (it never reached the network) is not counted for the caps,
 but still breaks the never-retry and delay rules: dunwell should not have sent it at all.
 """
@@ -108,16 +110,22 @@ def _answers(attempts: list[Entry], found: Counter[str]) -> None:
 
 
 def _duplicates_and_paid(entries: list[Entry], found: Counter[str]) -> None:
-    seen: set[str] = set()
+    answered: set[str] = set()  # attempt ids the provider gave an outcome for
+    captured: defaultdict[str, set[str]] = defaultdict(set)
     paid: set[str] = set()
     for entry in entries:
         if entry.kind is Kind.CHARGE:
-            if entry.attempt_id is not None:
-                if entry.attempt_id in seen:
-                    found["duplicate_charge"] += 1
-                seen.add(entry.attempt_id)
-            if entry.customer_id in paid:
+            replay = entry.attempt_id is not None and entry.attempt_id in answered
+            approved_again = entry.outcome is Outcome.APPROVED  # counted as a duplicate below
+            if not replay and entry.customer_id in paid and not approved_again:
                 found["charge_after_paid"] += 1
+            if entry.outcome is Outcome.APPROVED and entry.attempt_id is not None:
+                captured[entry.customer_id].add(entry.attempt_id)
+            if entry.outcome is not Outcome.ERROR and entry.attempt_id is not None:
+                answered.add(entry.attempt_id)
         approved = entry.kind is Kind.CHARGE and entry.outcome is Outcome.APPROVED
+        if entry.kind is Kind.PAID_OUT_OF_BAND:
+            captured[entry.customer_id].add("(paid out of band)")
         if approved or entry.kind is Kind.PAID_OUT_OF_BAND:
             paid.add(entry.customer_id)
+    found["duplicate_charge"] += sum(len(ids) - 1 for ids in captured.values())
