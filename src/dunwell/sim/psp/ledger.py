@@ -61,19 +61,25 @@ class Ledger:
     def claim(self, key: str, fingerprint: str) -> Stored | None:
         """Reserve the key for this request; returns what is stored if it was already used."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT state, fingerprint, status_code, body FROM responses "
-                "WHERE idempotency_key = ?",
-                (key,),
-            ).fetchone()
-            if row is None:
+            stored = self._stored(key)
+            if stored is None:
                 self._db.execute(
                     "INSERT INTO responses (idempotency_key, fingerprint, state) "
                     "VALUES (?, ?, 'in_progress')",
                     (key, fingerprint),
                 )
-                return None
-            return Stored(row[0], row[1], row[2], json.loads(row[3]) if row[3] else None)
+            return stored
+
+    def _stored(self, key: str) -> Stored | None:
+        row = self._db.execute(
+            "SELECT state, fingerprint, status_code, body FROM responses WHERE idempotency_key = ?",
+            (key,),
+        ).fetchone()
+        return (
+            None
+            if row is None
+            else Stored(row[0], row[1], row[2], json.loads(row[3]) if row[3] else None)
+        )
 
     def release(self, key: str) -> None:
         """Forget a reservation whose request did nothing (an injected error before work)."""
@@ -113,16 +119,7 @@ class Ledger:
 
     def lookup(self, key: str) -> Stored | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT state, fingerprint, status_code, body FROM responses "
-                "WHERE idempotency_key = ?",
-                (key,),
-            ).fetchone()
-        return (
-            None
-            if row is None
-            else Stored(row[0], row[1], row[2], json.loads(row[3]) if row[3] else None)
-        )
+            return self._stored(key)
 
     def report(self) -> dict[str, Any]:
         with self._lock:
