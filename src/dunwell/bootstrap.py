@@ -17,6 +17,7 @@ from dunwell.channels.log import LogAccessGate, LogNotifier
 from dunwell.domain.guardrails import NetworkLimits
 from dunwell.engine.clock import Clock, SystemClock
 from dunwell.engine.ingest import Ingest, PolicyBook
+from dunwell.engine.metrics import Metrics
 from dunwell.engine.runner import ActionRunner
 from dunwell.policies import load_policies
 from dunwell.providers.base import PaymentProvider, ProviderRegistry
@@ -58,7 +59,9 @@ def build(
     limits = NetworkLimits(
         visa_rule=settings.visa_rule, max_attempts_per_case=settings.max_attempts_per_case
     )
-    ingest = Ingest(sessions, book, clock, limits)
+    metrics = Metrics()
+    metrics.watch_backlog(sessions, clock.now)
+    ingest = Ingest(sessions, book, clock, limits, metrics)
     fallback: PaymentProvider = (
         HttpSimProvider(settings.sim_psp_url) if settings.sim_psp_url else SimulatedProcessor()
     )

@@ -125,3 +125,13 @@ def test_the_openapi_document_describes_the_api(base_url):
         assert path in spec["paths"]
     body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert "payment.failed" in body["schema"]["properties"]["type"]["enum"]
+
+
+def test_metrics_count_events_and_show_the_due_backlog(client, base_url, clock):
+    client.post("/v1/events", json=failed_body("e1", clock.now()))
+    client.post("/v1/events", json=failed_body("e1", clock.now()))
+    text = httpx.get(f"{base_url}/metrics").text
+    assert 'dunwell_events_total{outcome="opened",type="payment.failed"} 1.0' in text
+    assert 'dunwell_events_total{outcome="duplicate",type="payment.failed"} 1.0' in text
+    # The grace step is due now and no worker runs in this test: the backlog shows it.
+    assert "dunwell_due_backlog 1.0" in text

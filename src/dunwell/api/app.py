@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from dunwell import __version__
@@ -88,6 +89,10 @@ def create_app(services: Services) -> FastAPI:
         except Exception as exc:  # any driver error means not ready
             return _error(503, "not_ready", f"database unreachable: {type(exc).__name__}")
         return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"])
+    def metrics() -> Response:
+        return Response(services.ingest.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/events", tags=["events"], openapi_extra=_EVENT_BODY, status_code=201)
     async def post_event(request: Request, tenant: Tenant) -> JSONResponse:

@@ -33,6 +33,7 @@ from dunwell.domain.guardrails import NetworkLimits
 from dunwell.domain.policy import Policy
 from dunwell.engine.clock import Clock
 from dunwell.engine.effects_codec import effect_to_dict
+from dunwell.engine.metrics import Metrics
 from dunwell.store.tables import EventRow
 from dunwell.store.unit_of_work import UnitOfWork
 
@@ -74,11 +75,13 @@ class Ingest:
         policies: PolicyBook,
         clock: Clock,
         limits: NetworkLimits | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessions = sessions
         self.policies = policies
         self.clock = clock
         self.limits = limits or NetworkLimits()
+        self.metrics = metrics or Metrics()
 
     def __call__(
         self,
@@ -93,7 +96,10 @@ class Ingest:
         `complete_action_id`: the running action whose outcome this event is."""
         for attempt in range(1, _CONFLICT_RETRIES + 1):
             try:
-                return self._ingest(tenant_id, event, payload, action_id, complete_action_id)
+                result = self._ingest(tenant_id, event, payload, action_id, complete_action_id)
+                outcome = "duplicate" if result.duplicate else result.outcome
+                self.metrics.events.labels(event.type, outcome).inc()
+                return result
             except (IntegrityError, StaleDataError):
                 # Another writer got there first: the same event id (a duplicate), or another
                 # event for the same case (decide again on what it wrote).

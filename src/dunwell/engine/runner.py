@@ -10,6 +10,7 @@ answers it once. (Multi-process claiming arrives with the durable-execution engi
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -29,6 +30,7 @@ from dunwell.engine.clock import Clock
 from dunwell.engine.effects_codec import effect_from_dict
 from dunwell.engine.ingest import Ingest
 from dunwell.providers.base import ProviderError, ProviderRegistry
+from dunwell.providers.circuit import CircuitBreaker
 from dunwell.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("dunwell.runner")
@@ -52,6 +54,7 @@ class ActionRunner:
         access: AccessGate,
         clock: Clock,
         batch_size: int = 200,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.sessions = sessions
         self.ingest = ingest
@@ -60,6 +63,8 @@ class ActionRunner:
         self.access = access
         self.clock = clock
         self.batch_size = batch_size
+        self.breaker = breaker or CircuitBreaker()
+        self.metrics = ingest.metrics
 
     def run_due(self) -> int:
         """One pass; returns how many actions it carried out."""
@@ -104,12 +109,15 @@ class ActionRunner:
         for effect in work.effects:
             if isinstance(effect, ChangeAccess):
                 self.access.change_access(effect)
+                self.metrics.actions.labels("access", effect.level.value).inc()
             elif isinstance(effect, Escalate):
                 self.access.escalate(effect)
+                self.metrics.actions.labels("escalate", "done").inc()
             elif isinstance(effect, Charge):
                 outcome = self._charge(work, effect)
             elif isinstance(effect, SendNotice):
                 delivery = self.notifier.send(effect)
+                self.metrics.actions.labels("notice", "sent" if delivery.ok else "failed").inc()
                 outcome = NoticeDelivered(
                     f"delivered:{effect.notice_id}",
                     self.clock.now(),
@@ -130,6 +138,7 @@ class ActionRunner:
     def _charge(self, work: _Work, charge: Charge) -> Event:
         log.info(
             "attempt.charge",
+            tenant_id=work.tenant_id,
             case_id=charge.case_id,
             attempt_id=charge.attempt_id,
             provider=charge.provider,
@@ -137,12 +146,35 @@ class ActionRunner:
         # One outcome per send: a crash re-run of this action row reuses the id (deduplicated);
         # a later technical re-send of the same attempt comes from another row.
         outcome_id = f"outcome:{charge.attempt_id}:{work.action_id}"
+        provider = charge.provider
+        if not self.breaker.allow(provider, self.clock.now()):
+            self.metrics.provider_errors.labels(provider, "circuit_open").inc()
+            self.metrics.actions.labels("retry", "circuit_open").inc()
+            message = f"circuit open for provider {provider}: not sent"
+            return AttemptErrored(
+                outcome_id, self.clock.now(), charge.case_id, charge.attempt_id, message
+            )
+        started = time.perf_counter()
         try:
             result = self.providers.for_charge(charge).charge(charge)
         except ProviderError as exc:
+            self.breaker.record(provider, False, self.clock.now())
+            self.metrics.provider_errors.labels(provider, "error").inc()
+            self.metrics.actions.labels("retry", "provider_error").inc()
+            log.warning(
+                "attempt.provider_error",
+                tenant_id=work.tenant_id,
+                case_id=charge.case_id,
+                attempt_id=charge.attempt_id,
+                error=str(exc),
+            )
             return AttemptErrored(
                 outcome_id, self.clock.now(), charge.case_id, charge.attempt_id, str(exc)
             )
+        finally:
+            self.metrics.provider_seconds.labels(provider).observe(time.perf_counter() - started)
+        self.breaker.record(provider, True, self.clock.now())
+        self.metrics.actions.labels("retry", "approved" if result.approved else "declined").inc()
         now = self.clock.now()
         if result.approved:
             return PaymentSucceeded(

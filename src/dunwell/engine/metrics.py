@@ -1,0 +1,81 @@
+"""Prometheus metrics of one engine instance, on a registry of its own (no global state).
+
+Counters are updated where things happen; the due backlog and its age are read from the
+database when Prometheus scrapes `/metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dunwell.store.tables import ActionRow
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "dunwell_events",
+            "Events ingested, by type and outcome",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.actions = Counter(
+            "dunwell_actions",
+            "Actions carried out, by type and outcome",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.provider_seconds = Histogram(
+            "dunwell_provider_request_seconds",
+            "Time a provider took to answer a charge",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.provider_errors = Counter(
+            "dunwell_provider_errors",
+            "Charges without an outcome (timeouts, 5xx, open circuit)",
+            ["provider", "reason"],
+            registry=self.registry,
+        )
+
+    def watch_backlog(self, sessions: sessionmaker[Session], now: Callable[[], datetime]) -> None:
+        self.registry.register(_Backlog(sessions, now))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Backlog(Collector):
+    def __init__(self, sessions: sessionmaker[Session], now: Callable[[], datetime]) -> None:
+        self.sessions, self.now = sessions, now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self.now()
+        with self.sessions() as session:
+            count, oldest = session.execute(
+                select(func.count(), func.min(ActionRow.due_at)).where(
+                    ActionRow.status == "scheduled", ActionRow.due_at <= now
+                )
+            ).one()
+            running = session.scalar(
+                select(func.count()).select_from(ActionRow).where(ActionRow.status == "running")
+            )
+        yield GaugeMetricFamily("dunwell_due_backlog", "Scheduled actions already due", count)
+        age = 0.0
+        if oldest is not None:
+            oldest_at = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
+            age = max((now - oldest_at).total_seconds(), 0.0)
+        yield GaugeMetricFamily(
+            "dunwell_due_backlog_age_seconds", "How late the oldest due action is", age
+        )
+        yield GaugeMetricFamily(
+            "dunwell_running_actions", "Actions whose effects are being carried out", running or 0
+        )
