@@ -130,7 +130,6 @@ class RecoveryCase:
     plan: tuple[PlannedAction, ...] = ()
     closed_at: datetime | None = None
     recovered_amount: Money | None = None
-    version: int = 0
 
     @property
     def is_open(self) -> bool:

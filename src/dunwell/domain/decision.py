@@ -79,7 +79,3 @@ class Decision:
     ledger_entries: tuple[LedgerEntry, ...] = ()
     ledger_uncount: tuple[str, ...] = ()  # attempt ids that turned out technical failures
     invoice_paid: bool = False  # remember the invoice as paid (a success with no case)
-
-    @property
-    def summary(self) -> str:
-        return "; ".join(e.text for e in self.explanations)

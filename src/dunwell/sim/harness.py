@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dunwell.bootstrap import Services, build, ensure_tenant
+from dunwell.channels.memory import MemoryAccessGate
 from dunwell.domain.case import CaseStatus
-from dunwell.domain.decision import ChangeAccess, Escalate
 from dunwell.providers.base import ProviderRegistry
 from dunwell.settings import Settings
 from dunwell.sim.log import Kind, Outcome
@@ -34,20 +34,6 @@ DEFAULT_POLICIES = ("default", "baseline-fixed")
 
 class SimulationStalled(RuntimeError):
     """Virtual time stopped moving: an action stays due that the runner does not take."""
-
-
-@dataclass
-class RecordingGate:
-    """The AccessGate: remembers entitlement changes and escalations instead of acting."""
-
-    changes: list[ChangeAccess] = field(default_factory=list)
-    escalations: list[Escalate] = field(default_factory=list)
-
-    def change_access(self, change: ChangeAccess) -> None:
-        self.changes.append(change)
-
-    def escalate(self, escalation: Escalate) -> None:
-        self.escalations.append(escalation)
 
 
 @dataclass(frozen=True)
@@ -83,7 +69,7 @@ class PolicyResult:
 
 def run_policy(world_factory: Callable[[], BuiltinWorld], policy_name: str) -> PolicyResult:
     world = world_factory()  # fresh per policy: the world keeps state as the run goes
-    gate = RecordingGate()
+    gate = MemoryAccessGate()
     with tempfile.TemporaryDirectory(prefix="dunwell-sim-") as folder:
         url = f"sqlite:///{Path(folder) / 'sim.db'}"
         upgrade(url)

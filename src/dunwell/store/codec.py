@@ -90,7 +90,6 @@ def case_to_dict(case: RecoveryCase) -> dict[str, Any]:
         ],
         "closed_at": _dt(case.closed_at),
         "recovered_amount": _money(case.recovered_amount),
-        "version": case.version,
     }
 
 
@@ -160,5 +159,4 @@ def case_from_dict(data: dict[str, Any]) -> RecoveryCase:
         ),
         closed_at=_parse_dt(data["closed_at"]),
         recovered_amount=_parse_money(data["recovered_amount"]),
-        version=data["version"],
     )
