@@ -153,3 +153,38 @@ def test_a_restart_resumes_every_schedule_on_time(services, clock, database_url,
         assert case.status.value == "recovered"
         assert case.attempts[0].started_at == due[case_id].due_at  # on time, not late
     restarted.close()
+
+
+def test_a_card_declined_never_retry_on_one_invoice_is_not_charged_for_another(services, clock):
+    """The block lives in the per-card ledger: every case charging the card is refused."""
+    first = post(
+        services,
+        failed_body(
+            "e1",
+            clock.now(),
+            invoice="in_a",
+            code="do_not_honor",
+            token="pm_ok_a",
+            fingerprint="fp_shared",
+        ),
+    )
+    case = _case(services, first.case_ids[0])
+    assert any(a.type.value == "retry" for a in case.plan)
+    clock.advance(timedelta(hours=1))
+    post(
+        services,
+        failed_body(
+            "e2",
+            clock.now(),
+            invoice="in_b",
+            code="stolen_card",
+            token="pm_ok_b",
+            fingerprint="fp_shared",
+        ),
+    )
+    skip_until(services, clock, clock.now() + timedelta(days=30))
+    case = _case(services, first.case_ids[0])
+    assert case.attempts == ()  # its planned retries were refused, never sent
+    with UnitOfWork(services.sessions) as uow:
+        rules = [e.rule for e in uow.audit.for_case(case.id)]
+    assert "guardrail.never_retry" in rules

@@ -46,6 +46,7 @@ from dunwell.domain.events import (
     Subscription,
     SubscriptionCanceled,
 )
+from dunwell.domain.guardrails import NetworkLimits, check_attempt
 from dunwell.domain.lanes import Lane
 from dunwell.domain.ledger import AttemptLedger, LedgerEntry
 from dunwell.domain.money import Money
@@ -898,3 +899,20 @@ def test_a_provider_that_keeps_failing_is_not_charged_again_at_the_same_instant(
         case = errored.case
         assert case is not None
     assert len(starts) == len(set(starts)), f"charges at the same instant: {starts}"
+
+
+def test_a_never_retry_decline_blocks_the_card_for_every_case_through_the_ledger() -> None:
+    first = open_case("do_not_honor")
+    assert first.case is not None
+    other = decide(
+        None,
+        replace(failed("stolen_card"), id="evt_other", invoice_id="in_other"),
+        DEFAULT,
+        NOW,
+        ctx(),
+    )
+    markers = [e for e in other.ledger_entries if e.never_retry]
+    assert [m.credential_key for m in markers] == [first.case.payment_method.credential_key]
+    ledger = AttemptLedger((*other.ledger_entries,))
+    verdict = check_attempt(first.case, NOW + timedelta(days=1), ledger, NetworkLimits())
+    assert not verdict.allowed and verdict.rule == "guardrail.never_retry"

@@ -56,7 +56,21 @@ def decide(
     case: RecoveryCase | None, event: Event, policy: Policy, now: datetime, ctx: Context
 ) -> Decision:
     handler: Callable[..., Decision] = _HANDLERS[type(event)]
-    return handler(case, event, policy, now, ctx)
+    decision = handler(case, event, policy, now, ctx)
+    return _share_new_blocks(case, decision, now)
+
+
+def _share_new_blocks(case: RecoveryCase | None, decision: Decision, now: datetime) -> Decision:
+    """A credential this decision blocked goes into the ledger, so every case on the same card
+    is refused too (the guardrails read blocks from the ledger)."""
+    if decision.case is None:
+        return decision
+    before = case.blocked_credentials if case is not None else frozenset()
+    new = sorted(decision.case.blocked_credentials - before)
+    if not new:
+        return decision
+    markers = tuple(LedgerEntry(c, now, counted=False, never_retry=True) for c in new)
+    return replace(decision, ledger_entries=(*decision.ledger_entries, *markers))
 
 
 def _ignored(case: RecoveryCase | None, rule: str, text: str, **kw: Any) -> Decision:

@@ -66,6 +66,15 @@ def check_attempt(
     brand = case.payment_method.brand
     base = (("credential", credential[-8:]), ("brand", brand or "unknown"), ("at", at.isoformat()))
 
+    shared_block = ledger.block(credential)
+    if shared_block is not None and credential not in case.blocked_credentials:
+        return Verdict(
+            False,
+            "guardrail.never_retry",
+            "this card was declined with a never-retry answer (or disputed) on another invoice "
+            f"at {shared_block.attempted_at.isoformat()}; only a new payment method can be charged",
+            inputs=(*base, ("blocked_at", shared_block.attempted_at.isoformat())),
+        )
     if credential in case.blocked_credentials:
         return Verdict(
             False,

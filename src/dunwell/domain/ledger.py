@@ -7,7 +7,7 @@ The shell loads the entries of the last 30 days for the credential in question.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 
@@ -17,6 +17,9 @@ class LedgerEntry:
     attempted_at: datetime
     attempt_id: str | None = None  # None: an attempt we only heard of (the first failure)
     counted: bool = True  # technical failures (provider errors) do not count
+    # A never-retry answer (or a dispute) on this credential: it blocks every case charging
+    # the same card, not only the one that saw the decline. Kept beyond the 30-day window.
+    never_retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +36,20 @@ class AttemptLedger:
             if e.credential_key == credential_key and e.counted and start < e.attempted_at <= end
         )
 
+    def block(self, credential_key: str) -> LedgerEntry | None:
+        """The entry that blocks the credential for good, if any."""
+        return next(
+            (e for e in self.entries if e.credential_key == credential_key and e.never_retry),
+            None,
+        )
+
     def with_entry(self, entry: LedgerEntry) -> AttemptLedger:
         return AttemptLedger((*self.entries, entry))
 
     def uncount(self, attempt_id: str) -> AttemptLedger:
         return AttemptLedger(
             tuple(
-                LedgerEntry(e.credential_key, e.attempted_at, e.attempt_id, False)
-                if e.attempt_id == attempt_id
-                else e
-                for e in self.entries
+                replace(e, counted=False) if e.attempt_id == attempt_id else e for e in self.entries
             )
         )
 

@@ -246,12 +246,16 @@ class LedgerRepository:
             select(LedgerRow).where(
                 LedgerRow.tenant_id == tenant_id,
                 LedgerRow.credential_key.in_(sorted(credential_keys)),
-                LedgerRow.attempted_at > since,
+                # Never-retry blocks are kept whatever their age.
+                (LedgerRow.attempted_at > since) | LedgerRow.never_retry.is_(True),
             )
         )
         return AttemptLedger(
             tuple(
-                LedgerEntry(r.credential_key, r.attempted_at, r.attempt_id, r.counted) for r in rows
+                LedgerEntry(
+                    r.credential_key, r.attempted_at, r.attempt_id, r.counted, r.never_retry
+                )
+                for r in rows
             )
         )
 
@@ -264,6 +268,7 @@ class LedgerRepository:
                 attempt_id=entry.attempt_id,
                 case_id=case_id,
                 counted=entry.counted,
+                never_retry=entry.never_retry,
             )
         )
 

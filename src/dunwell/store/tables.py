@@ -173,6 +173,7 @@ class LedgerRow(Base):
     attempt_id: Mapped[str | None] = mapped_column(Id)
     case_id: Mapped[str] = mapped_column(Id)
     counted: Mapped[bool] = mapped_column(Boolean, default=True)
+    never_retry: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PaidInvoice(Base):

@@ -69,6 +69,7 @@ def upgrade() -> None:
         sa.Column("attempt_id", sa.String(length=64), nullable=True),
         sa.Column("case_id", sa.String(length=64), nullable=False),
         sa.Column("counted", sa.Boolean(), nullable=False),
+        sa.Column("never_retry", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("attempt_ledger", schema=None) as batch_op:
