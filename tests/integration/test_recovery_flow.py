@@ -188,3 +188,36 @@ def test_a_card_declined_never_retry_on_one_invoice_is_not_charged_for_another(s
     with UnitOfWork(services.sessions) as uow:
         rules = [e.rule for e in uow.audit.for_case(case.id)]
     assert "guardrail.never_retry" in rules
+
+
+def test_an_advice_code_wait_on_another_invoice_delays_this_card(services, clock):
+    first = post(
+        services,
+        failed_body(
+            "e1",
+            clock.now(),
+            invoice="in_a",
+            code="do_not_honor",
+            token="pm_ok_a",
+            fingerprint="fp_mc",
+            brand="mastercard",
+        ),
+    )
+    clock.advance(timedelta(minutes=30))
+    post(
+        services,
+        failed_body(
+            "e2",
+            clock.now(),
+            invoice="in_b",
+            code="do_not_honor",
+            advice_code="28",
+            token="pm_ok_b",
+            fingerprint="fp_mc",
+            brand="mastercard",
+        ),
+    )
+    wait_ends = clock.now() + timedelta(days=6)
+    skip_until(services, clock, clock.now() + timedelta(days=10))
+    case = _case(services, first.case_ids[0])
+    assert case.attempts and case.attempts[0].started_at >= wait_ends

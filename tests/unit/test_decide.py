@@ -916,3 +916,22 @@ def test_a_never_retry_decline_blocks_the_card_for_every_case_through_the_ledger
     ledger = AttemptLedger((*other.ledger_entries,))
     verdict = check_attempt(first.case, NOW + timedelta(days=1), ledger, NetworkLimits())
     assert not verdict.allowed and verdict.rule == "guardrail.never_retry"
+
+
+def test_an_advice_code_wait_on_one_invoice_holds_every_case_on_the_card() -> None:
+    first = open_case("do_not_honor")
+    assert first.case is not None
+    later = NOW + timedelta(hours=1)
+    other = decide(
+        None,
+        replace(failed("do_not_honor", advice="27", at=later), invoice_id="in_other"),
+        DEFAULT,
+        later,
+        ctx(),
+    )
+    [marker] = [e for e in other.ledger_entries if e.wait_until is not None]
+    assert marker.wait_until == later + timedelta(days=4)
+    ledger = AttemptLedger((*first.ledger_entries, *other.ledger_entries))
+    verdict = check_attempt(first.case, later + timedelta(days=1), ledger, NetworkLimits())
+    assert not verdict.allowed and verdict.rule == "guardrail.advice_delay"
+    assert verdict.not_before == later + timedelta(days=4)

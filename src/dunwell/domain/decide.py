@@ -61,15 +61,21 @@ def decide(
 
 
 def _share_new_blocks(case: RecoveryCase | None, decision: Decision, now: datetime) -> Decision:
-    """A credential this decision blocked goes into the ledger, so every case on the same card
-    is refused too (the guardrails read blocks from the ledger)."""
+    """What this decision learned about the card goes into the per-card ledger, so every case
+    charging it is held to it too: a never-retry block, an advice code's wait."""
     if decision.case is None:
         return decision
     before = case.blocked_credentials if case is not None else frozenset()
-    new = sorted(decision.case.blocked_credentials - before)
-    if not new:
+    markers = [
+        LedgerEntry(c, now, counted=False, never_retry=True)
+        for c in sorted(decision.case.blocked_credentials - before)
+    ]
+    wait = decision.case.not_before
+    if wait is not None and (case is None or case.not_before != wait):
+        credential = decision.case.payment_method.credential_key
+        markers.append(LedgerEntry(credential, now, counted=False, wait_until=wait))
+    if not markers:
         return decision
-    markers = tuple(LedgerEntry(c, now, counted=False, never_retry=True) for c in new)
     return replace(decision, ledger_entries=(*decision.ledger_entries, *markers))
 
 

@@ -107,6 +107,16 @@ def check_attempt(
             not_before=case.not_before,
             inputs=(*base, ("advice_code", case.decline.advice_code or "")),
         )
+    card_wait = ledger.wait_until(credential)
+    if card_wait is not None and at < card_wait:
+        return Verdict(
+            False,
+            "guardrail.advice_delay",
+            f"an issuer's advice code on this card (another invoice) asks to wait until "
+            f"{card_wait.isoformat()}",
+            not_before=card_wait,
+            inputs=(*base, ("wait_until", card_wait.isoformat())),
+        )
     for name, cap, window in limits.caps(brand):
         times = ledger.counted_between(credential, at - window, at)
         if len(times) >= cap:

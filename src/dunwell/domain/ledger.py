@@ -20,6 +20,8 @@ class LedgerEntry:
     # A never-retry answer (or a dispute) on this credential: it blocks every case charging
     # the same card, not only the one that saw the decline. Kept beyond the 30-day window.
     never_retry: bool = False
+    # A Mastercard advice code 24-30 on this credential: no attempt on the card before this.
+    wait_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,15 @@ class AttemptLedger:
             (e for e in self.entries if e.credential_key == credential_key and e.never_retry),
             None,
         )
+
+    def wait_until(self, credential_key: str) -> datetime | None:
+        """The latest advice-code wait on the credential, from any case."""
+        waits = [
+            e.wait_until
+            for e in self.entries
+            if e.credential_key == credential_key and e.wait_until is not None
+        ]
+        return max(waits, default=None)
 
     def with_entry(self, entry: LedgerEntry) -> AttemptLedger:
         return AttemptLedger((*self.entries, entry))

@@ -253,7 +253,12 @@ class LedgerRepository:
         return AttemptLedger(
             tuple(
                 LedgerEntry(
-                    r.credential_key, r.attempted_at, r.attempt_id, r.counted, r.never_retry
+                    r.credential_key,
+                    r.attempted_at,
+                    r.attempt_id,
+                    r.counted,
+                    r.never_retry,
+                    r.wait_until,
                 )
                 for r in rows
             )
@@ -269,6 +274,7 @@ class LedgerRepository:
                 case_id=case_id,
                 counted=entry.counted,
                 never_retry=entry.never_retry,
+                wait_until=entry.wait_until,
             )
         )
 

@@ -174,6 +174,7 @@ class LedgerRow(Base):
     case_id: Mapped[str] = mapped_column(Id)
     counted: Mapped[bool] = mapped_column(Boolean, default=True)
     never_retry: Mapped[bool] = mapped_column(Boolean, default=False)
+    wait_until: Mapped[datetime | None]
 
 
 class PaidInvoice(Base):

@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(length=64), nullable=False),
         sa.Column("counted", sa.Boolean(), nullable=False),
         sa.Column("never_retry", sa.Boolean(), nullable=False),
+        sa.Column("wait_until", dunwell.store.tables.UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("attempt_ledger", schema=None) as batch_op:
