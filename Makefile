@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration e2e install clean
+.PHONY: run test lint unit integration e2e bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest -m e2e
 
+## Benchmarks (not tests): JSON into benchmarks/results/, medians on stdout.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 clean:
