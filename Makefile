@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration e2e bench install clean
+.PHONY: run test lint unit integration e2e bench chaos install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,17 @@ e2e: $(STAMP)
 ## Benchmarks (not tests): JSON into benchmarks/results/, medians on stdout.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/actions.py
+	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/memory.py
+
+## Two workers on PostgreSQL, SIGKILLed mid-flight: one JSON line; fails on a duplicate or a loss.
+chaos: $(STAMP)
+	$(BIN)/python checks/chaos.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks checks
+	$(BIN)/ruff format --check src tests benchmarks checks
 	$(BIN)/mypy
 
 clean:

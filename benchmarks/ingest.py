@@ -5,7 +5,8 @@ the server in its own process on a fresh database, post N distinct `payment.fail
 from C concurrent clients over loopback HTTP, and time it. Repeated R times; medians and the
 dunwell/bare ratio go to benchmarks/results/ingest.json and stdout. Nothing here is a test.
 
-    .venv/bin/python benchmarks/ingest.py [--events 2000] [--clients 16] [--runs 3]
+    .venv/bin/python benchmarks/ingest.py [--events 1000] [--clients 16] [--runs 3] [--workers 1]
+        [--load python|wrk] [--backends sqlite,postgresql] [--servers dunwell,bare]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import socket
 import statistics
 import subprocess
@@ -96,12 +98,32 @@ def _drop(handle: object) -> None:
     admin.dispose()
 
 
-def measure(backend: str, kind: str, events: int, clients: int) -> float:
+def _wrk(url: str, clients: int, seconds: int, run: str) -> float:
+    """The same events posted by wrk (C, far cheaper per request than the Python client)."""
+    script = str(HERE / "wrk_events.lua")
+    command = ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s", "-s", script]
+    output = subprocess.run(
+        [*command, url],
+        env={**os.environ, "WRK_KEY": KEY, "WRK_RUN": run},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    failed = re.search(r"non-2xx: (\d+), errors: (\d+)", output)
+    assert failed is not None and failed.groups() == ("0", "0"), output
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert rate is not None, output
+    return float(rate.group(1))
+
+
+def measure(
+    backend: str, kind: str, events: int, clients: int, workers: int = 1, load: str = "python"
+) -> float:
     with tempfile.TemporaryDirectory() as folder:
         url, handle = _database(backend, Path(folder))
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, str(HERE / "serve.py"), kind, url, str(port), KEY],
+            [sys.executable, str(HERE / "serve.py"), kind, url, str(port), KEY, str(workers)],
             env={**os.environ, "DUNWELL_LOG_FORMAT": "json"},
         )
         try:
@@ -114,8 +136,11 @@ def measure(backend: str, kind: str, events: int, clients: int) -> float:
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise RuntimeError(f"{kind} server did not start") from None
                     time.sleep(0.1)
-            asyncio.run(_load(f"http://127.0.0.1:{port}", 100, clients, "warmup"))
-            return asyncio.run(_load(f"http://127.0.0.1:{port}", events, clients, "run"))
+            url = f"http://127.0.0.1:{port}"
+            asyncio.run(_load(url, 100, clients, "warmup"))
+            if load == "wrk":
+                return _wrk(url, clients, 10, uuid.uuid4().hex[:8])
+            return asyncio.run(_load(url, events, clients, "run"))
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -124,38 +149,61 @@ def measure(backend: str, kind: str, events: int, clients: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--servers", default="dunwell,bare")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--load", choices=["python", "wrk"], default="python", help="wrk: 10 s of wrk per run"
+    )
+    parser.add_argument("--out", help="file name under benchmarks/results/")
     args = parser.parse_args()
     results = []
+    # Other work on the machine skews every figure: keep the load beside them.
+    load_before = os.getloadavg()
     for backend in args.backends.split(","):
-        rates = {
-            kind: [measure(backend, kind, args.events, args.clients) for _ in range(args.runs)]
-            for kind in ("dunwell", "bare")
-        }
+        # Servers alternate run by run, so a change in the machine's other load hits both.
+        kinds = args.servers.split(",")
+        rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for _ in range(args.runs):
+            for kind in kinds:
+                rates[kind].append(
+                    measure(backend, kind, args.events, args.clients, args.workers, args.load)
+                )
         medians = {kind: statistics.median(r) for kind, r in rates.items()}
-        row = {
-            "backend": backend,
-            "dunwell_events_per_s": round(medians["dunwell"], 1),
-            "bare_events_per_s": round(medians["bare"], 1),
-            "ratio": round(medians["dunwell"] / medians["bare"], 3),
-            "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
-        }
+        row: dict[str, object] = {"backend": backend}
+        for kind, median in medians.items():
+            row[f"{kind}_events_per_s"] = round(median, 1)
+        if "dunwell" in medians and "bare" in medians:
+            row["ratio"] = round(medians["dunwell"] / medians["bare"], 3)
+        row["runs"] = {k: [round(x, 1) for x in v] for k, v in rates.items()}
         results.append(row)
         print(json.dumps(row), flush=True)
     report = {
         "benchmark": "ingest",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_before_after": [
+                round(load_before[0], 2),
+                round(os.getloadavg()[0], 2),
+            ],
+        },
         "events": args.events,
         "clients": args.clients,
         "runs": args.runs,
+        "workers": args.workers,
+        "load_client": args.load,
         "results": results,
     }
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")
+    wrk = "-wrk" if args.load == "wrk" else ""
+    workers = f"-{args.workers}-workers" if args.workers > 1 else ""
+    name = args.out or f"ingest{wrk}{workers}.json"
+    (HERE / "results" / name).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,17 +15,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from dunwell.channels.base import AccessGate, Notifier
 from dunwell.channels.log import LogAccessGate, LogNotifier
 from dunwell.domain.guardrails import NetworkLimits
+from dunwell.domain.routing import Routing
+from dunwell.domain.scoring import RetryScorer
 from dunwell.engine.clock import Clock, SystemClock
 from dunwell.engine.ingest import Ingest, PolicyBook
 from dunwell.engine.metrics import Metrics
 from dunwell.engine.runner import ActionRunner
 from dunwell.policies import load_policies
+from dunwell.providers.accounts import TenantAdapters
 from dunwell.providers.base import PaymentProvider, ProviderRegistry
+from dunwell.providers.circuit import CircuitBreaker
+from dunwell.providers.routing_file import load_routing
 from dunwell.providers.sim import SimulatedProcessor
 from dunwell.providers.sim_http import HttpSimProvider
 from dunwell.settings import Settings
 from dunwell.store.database import make_engine, make_sessionmaker
 from dunwell.store.tables import PolicyAssignment, Tenant
+from dunwell.store.tenant_cache import TenantCache
 from dunwell.store.unit_of_work import UnitOfWork
 
 
@@ -38,6 +44,7 @@ class Services:
     policies: PolicyBook
     ingest: Ingest
     runner: ActionRunner
+    tenants: TenantCache
 
     def close(self) -> None:
         self.engine.dispose()
@@ -50,6 +57,9 @@ def build(
     providers: ProviderRegistry | None = None,
     notifier: Notifier | None = None,
     access: AccessGate | None = None,
+    routing: dict[str, Routing] | None = None,
+    breaker: CircuitBreaker | None = None,
+    scorer: RetryScorer | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
@@ -61,19 +71,40 @@ def build(
     )
     metrics = Metrics()
     metrics.watch_backlog(sessions, clock.now)
-    ingest = Ingest(sessions, book, clock, limits, metrics)
+    if scorer is None and settings.model_dir is not None:
+        from dunwell.scoring.store import load_latest  # scikit-learn only when models are used
+
+        scorer = load_latest(settings.model_dir)
+    tenants = TenantCache(sessions)
+    breaker = breaker or CircuitBreaker()
+    ingest = Ingest(
+        sessions,
+        book,
+        clock,
+        limits,
+        metrics,
+        tenants,
+        routing=routing if routing is not None else load_routing(settings.routing_file),
+        breaker=breaker,
+        scorer=scorer,
+    )
     fallback: PaymentProvider = (
         HttpSimProvider(settings.sim_psp_url) if settings.sim_psp_url else SimulatedProcessor()
     )
     runner = ActionRunner(
         sessions,
         ingest,
-        providers or ProviderRegistry({}, fallback=fallback),
+        # Tenants' own provider accounts first; the simulated processor for the others.
+        providers
+        or ProviderRegistry(
+            {}, fallback=fallback, accounts=TenantAdapters(sessions, settings.secret_key)
+        ),
         notifier or LogNotifier(),
         access or LogAccessGate(),
         clock,
+        breaker=breaker,
     )
-    return Services(settings, engine, sessions, clock, book, ingest, runner)
+    return Services(settings, engine, sessions, clock, book, ingest, runner, tenants)
 
 
 def hash_api_key(key: str) -> str:
@@ -105,6 +136,7 @@ def ensure_tenant(
                     PolicyAssignment(tenant_id=tenant_id, storefront="", policy_name=policy)
                 )
         uow.commit()
+    services.tenants.invalidate()
     return key
 
 
@@ -126,3 +158,4 @@ def assign_policy(services: Services, tenant_id: str, storefront: str | None, po
         else:
             row.policy_name = policy
         uow.commit()
+    services.tenants.invalidate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -12,6 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dunwell.cli_codes import codes_app
+from dunwell.cli_providers import app as providers_app
+from dunwell.cli_routing import app as routing_app
+from dunwell.cli_scoring import register as register_scoring
+from dunwell.cli_webhooks import app as webhooks_app
 from dunwell.domain.policy import PolicyError
 from dunwell.settings import Settings
 
@@ -30,6 +36,11 @@ app.add_typer(cases_app, name="cases")
 sim_app = typer.Typer(help="Simulated counterparts for tests and chaos runs.", no_args_is_help=True)
 app.add_typer(dead_app, name="deadletters")
 app.add_typer(sim_app, name="sim")
+app.add_typer(codes_app, name="codes")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(providers_app, name="providers")
+app.add_typer(routing_app, name="routing")
+register_scoring(app)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -42,6 +53,20 @@ def _services(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     return build(settings or Settings())
 
 
+def _start(settings: Settings):  # type: ignore[no-untyped-def]
+    """A long-running process's start: logging, migrations, the engine's parts."""
+    from dunwell.logging_setup import configure_logging
+    from dunwell.store.migrate import upgrade
+
+    configure_logging(settings.log_format)
+    upgrade(settings.database_url)
+    try:
+        return _services(settings)
+    except PolicyError as exc:
+        err.print(f"[red]cannot start[/]: {exc}")
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def run(
     host: Annotated[str | None, typer.Option(help="default: DUNWELL_HOST or 127.0.0.1")] = None,
@@ -52,33 +77,16 @@ def run(
 
     from dunwell.api.app import create_app
     from dunwell.bootstrap import ensure_tenant
-    from dunwell.engine.runner import run_forever
-    from dunwell.logging_setup import configure_logging
-    from dunwell.store.migrate import upgrade
 
     settings = Settings()
     if host:
         settings.host = host
     if port:
         settings.port = port
-    configure_logging(settings.log_format)
-    upgrade(settings.database_url)
-    try:
-        services = _services(settings)
-    except PolicyError as exc:
-        err.print(f"[red]cannot start[/]: {exc}")
-        raise typer.Exit(1) from None
+    services = _start(settings)
     key = ensure_tenant(
         services, DEMO_TENANT, "Demo tenant", settings.api_key, policy=settings.default_policy
     )
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=run_forever,
-        args=(services.runner, stop, settings.worker_interval_seconds),
-        name="dunwell-worker",
-        daemon=True,
-    )
-    worker.start()
     url = f"http://{settings.host}:{settings.port}"
     err.print(f"[bold]dunwell[/] serving on {url}  (database: {_safe_url(settings.database_url)})")
     err.print(f"demo tenant '{DEMO_TENANT}', policy '{settings.default_policy}'")
@@ -88,20 +96,85 @@ def run(
         err.print(f"API key (generated; set DUNWELL_API_KEY to keep one): {key}")
     err.print(f"try: curl -H 'Authorization: Bearer <KEY>' {url}/v1/cases")
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the
-    # handler that was there before it: ours, so the worker stops and the process exits 0.
+    # handler that was there before it: ours, a no-op, so the durable worker stops in
+    # order below and the process exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        with _durable_worker(services, settings, "run"):
+            uvicorn.run(
+                create_app(services),
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                timeout_graceful_shutdown=10,
+            )
+    finally:
+        services.close()
+
+
+@contextlib.contextmanager
+def _durable_worker(services, settings: Settings, role: str):  # type: ignore[no-untyped-def]
+    """Run due actions on DBOS in this process, under an executor id held exclusively."""
+    from dunwell.engine import durable
+    from dunwell.engine.worker import (
+        ExecutorIdInUse,
+        default_executor_id,
+        dispatch_options,
+        exclusive_executor,
+    )
+
+    executor_id = default_executor_id(settings, role)
+    registry = services.runner.providers
+    providers = frozenset(registry.adapters) | (
+        {registry.fallback.name} if registry.fallback is not None else set()
+    )
+    try:
+        with exclusive_executor(services, executor_id):
+            durable.start(
+                services,
+                executor_id=executor_id,
+                options=dispatch_options(settings),
+                system_database=settings.dbos_system_database_url,
+                providers=providers,
+                system_schema=settings.dbos_schema,
+            )
+            try:
+                yield executor_id
+            finally:
+                durable.stop()
+    except ExecutorIdInUse as exc:
+        err.print(f"[red]cannot start[/]: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def worker(
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="executor id: stable across restarts, unique among live workers "
+            "(default: DUNWELL_WORKER_ID or HOSTNAME-worker)",
+        ),
+    ] = None,
+) -> None:
+    """Run due actions (no API) beside any number of workers on one database."""
+    settings = Settings()
+    if worker_id:
+        settings.worker_id = worker_id
+    services = _start(settings)
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        uvicorn.run(
-            create_app(services),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            timeout_graceful_shutdown=10,
-        )
+        with _durable_worker(services, settings, "worker") as executor_id:
+            err.print(
+                f"[bold]dunwell worker[/] {executor_id} on {_safe_url(settings.database_url)}"
+            )
+            stop.wait()
+            err.print("stopping: in-flight batches get 10 s, the rest resume on restart")
     finally:
-        stop.set()
-        worker.join(timeout=10)
         services.close()
 
 
@@ -264,9 +337,45 @@ def simulate(
             "--policy", help="a policy to run (repeatable); default: default and baseline-fixed"
         ),
     ] = None,
+    world: Annotated[
+        str,
+        typer.Option(
+            help="builtin:NAME (basic, realistic, ...) or MODULE:FACTORY, a factory called "
+            "with seed=, customers=, days=, start= (see docs/simulation.md)"
+        ),
+    ] = "builtin:basic",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+    arms: Annotated[
+        str | None,
+        typer.Option(
+            help="policies to compare, comma-separated (adds to --policy), e.g. "
+            "baseline-fixed,default,smart"
+        ),
+    ] = None,
+    train_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=3650,
+            help="first run baseline-fixed for N days on other customers, train the retry "
+            "model on what it saw, then evaluate every arm with it (0: no training)",
+        ),
+    ] = 0,
+    train_customers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=100_000, help="customers in the training period (default: --customers)"
+        ),
+    ] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="also save the trained model as a version here")
+    ] = None,
+    chart: Annotated[
+        Path | None,
+        typer.Option(help="write a self-contained HTML chart of recovery over time per arm"),
+    ] = None,
 ) -> None:
-    """Run a built-in world of failing cards through the real engine, once per policy."""
+    """Run a world of failing cards through the real engine, once per policy."""
     import logging
     import time
 
@@ -274,18 +383,50 @@ def simulate(
     from dunwell.policies import load_policies
     from dunwell.sim.harness import DEFAULT_POLICIES
     from dunwell.sim.harness import simulate as run_simulation
+    from dunwell.sim.loading import WorldSpecError, load_world_factory
     from dunwell.sim.report import to_json, to_table
 
+    if train_days:
+        from dunwell.scoring.model import NotEnoughHistory
+    else:
+        NotEnoughHistory = ValueError  # noqa: N806 - never raised without training
     settings = Settings()
     # The runner logs every charge at INFO: on stdout that would corrupt the JSON document.
     configure_logging(settings.log_format, logging.WARNING)
-    names = list(dict.fromkeys(policy or DEFAULT_POLICIES))
+    listed = list(policy or []) + [a.strip() for a in (arms or "").split(",") if a.strip()]
+    names = list(dict.fromkeys(listed or DEFAULT_POLICIES))
     unknown = [name for name in names if name not in load_policies(settings.policy_dir)]
     if unknown:
         err.print(f"[red]unknown policy {', '.join(unknown)}[/] (see: dunwell policy list)")
         raise typer.Exit(2)
+    try:
+        factory = load_world_factory(world)
+    except WorldSpecError as exc:
+        err.print(f"bad world: {exc}", markup=False)
+        raise typer.Exit(2) from None
     started = time.perf_counter()
-    result = run_simulation(customers, days, seed, names)
+    try:
+        result = run_simulation(
+            customers,
+            days,
+            seed,
+            names,
+            world=factory,
+            train_days=train_days,
+            model_dir=model_dir,
+            train_customers=train_customers,
+        )
+    except WorldSpecError as exc:  # the factory ran, but did not give a World
+        err.print(f"bad world: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except NotEnoughHistory as exc:  # too little history in the training period
+        err.print(f"cannot train: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    result["parameters"]["world"] = world
+    if chart is not None:
+        from dunwell.sim.chart import to_html
+
+        chart.write_text(to_html(result), encoding="utf-8")
     if as_json:
         typer.echo(to_json(result))
     else:

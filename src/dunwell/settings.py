@@ -17,11 +17,42 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     api_key: str | None = Field(None, min_length=16)
     policy_dir: Path | None = None
+    # Per-tenant provider settings and routing table (YAML, docs/providers.md); none: every
+    # case is charged by the provider that reported it, and no provider retries by itself.
+    routing_file: Path | None = None
     default_policy: str = "default"
     visa_rule: Literal["2024", "2025"] = "2024"
     max_attempts_per_case: int = Field(12, ge=1, le=35)
-    worker_interval_seconds: float = Field(1.0, gt=0)
     log_format: Literal["json", "console"] = "json"
     # Charges go to this simulated processor over HTTP (`dunwell sim psp`); without it, to
     # the in-process one.
     sim_psp_url: str | None = None
+    # Durable execution (DBOS). The executor id must be stable across restarts of one
+    # worker (its interrupted work is recovered under it) and unique among live workers.
+    worker_id: str | None = None
+    dbos_system_database_url: str | None = None
+    dbos_schema: str = "dbos"  # PostgreSQL schema of DBOS's tables
+    dispatch_batch_size: int = Field(20, ge=1, le=500)
+    charge_concurrency: int = Field(8, ge=1, le=256)
+    # Per provider, across all workers: "sim=200/1,stripe=50/1" (charges per seconds).
+    provider_rate_limits: str = ""
+    # Learned retry timing: the folder of versioned models (`dunwell scoring train`); the
+    # newest one is used by policies with `align: learned`. None or empty: cold-start rules.
+    model_dir: Path | None = None
+
+    def rate_limits(self) -> dict[str, tuple[int, float]]:
+        limits: dict[str, tuple[int, float]] = {}
+        for item in filter(None, (p.strip() for p in self.provider_rate_limits.split(","))):
+            try:
+                name, spec = item.split("=", 1)
+                count, period = spec.split("/", 1)
+                limits[name.strip()] = (int(count), float(period))
+            except ValueError:
+                raise ValueError(
+                    f"DUNWELL_PROVIDER_RATE_LIMITS: {item!r} is not provider=COUNT/SECONDS"
+                ) from None
+        return limits
+
+    # Encrypts webhook endpoint secrets at rest (Fernet, key derived from this value). Without
+    # it they are stored as given, and only never shown again by the API.
+    secret_key: str | None = Field(None, min_length=16)

@@ -22,13 +22,13 @@ from dunwell.domain import planning as planning_module
 from dunwell.domain.guardrails import Verdict
 from dunwell.domain.lanes import NEVER_RETRY_LANES, Lane
 from dunwell.providers.base import ChargeResult
-from dunwell.sim import world as world_module
 from dunwell.sim.harness import DEFAULT_POLICIES, simulate
 from dunwell.sim.issuer import CustomerState, answer, decline
 from dunwell.sim.log import Entry, Kind, Outcome
 from dunwell.sim.population import Profile
 from dunwell.sim.report import to_json
 from dunwell.sim.violations import KINDS, count_violations
+from dunwell.sim.worlds import basic as world_module
 
 pytestmark = pytest.mark.integration
 

@@ -935,3 +935,21 @@ def test_an_advice_code_wait_on_one_invoice_holds_every_case_on_the_card() -> No
     verdict = check_attempt(first.case, later + timedelta(days=1), ledger, NetworkLimits())
     assert not verdict.allowed and verdict.rule == "guardrail.advice_delay"
     assert verdict.not_before == later + timedelta(days=4)
+
+
+@pytest.mark.parametrize("store", ["apple", "google"])
+def test_a_store_renewal_is_never_charged_but_the_customer_is_told(store: str) -> None:
+    event = replace(failed("expired_card"), provider=store)
+    decision = decide(None, event, DEFAULT, NOW, ctx())
+    assert decision.case is not None
+    case = decision.case
+    assert retry_of(case) is None
+    assert planned(case, ActionType.NOTICE), "the customer still hears where to fix it"
+    assert any(n.rule == "provider.retries_itself" for n in decision.explanations)
+    # A new card does not make dunwell charge the store either.
+    later = NOW + timedelta(hours=1)
+    updated = decide(
+        case, PaymentMethodUpdated(_id("evt"), later, "cus_1", NEW_CARD), DEFAULT, later, ctx()
+    )
+    assert updated.case is not None and retry_of(updated.case) is None
+    assert not [e for e in updated.effects if isinstance(e, Charge)]

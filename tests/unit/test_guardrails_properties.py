@@ -34,12 +34,6 @@ from hypothesis import strategies as st
 from dunwell.domain.case import AttemptStatus, CaseStatus, RecoveryCase
 from dunwell.domain.decide import decide
 from dunwell.domain.decision import Charge, Context, Decision
-from dunwell.domain.declines import (
-    MASTERCARD_NEVER_RETRY_ADVICE,
-    MASTERCARD_RETRY_AFTER,
-    STRIPE_DECLINE_CODES,
-    VISA_NEVER_RETRY_CODES,
-)
 from dunwell.domain.events import (
     ActionDue,
     AttemptErrored,
@@ -78,10 +72,26 @@ def network_caps(brand: str | None, limits: NetworkLimits) -> list[tuple[int, ti
     return [(20 if limits.visa_rule == "2025" else 15, MONTH)]
 
 
+# Written out here rather than read from the code tables, so the check stays independent.
+NEVER_RETRY_CODES = frozenset({"fraudulent", "stolen_card", "do_not_try_again"})
+MASTERCARD_NEVER_RETRY_ADVICE = frozenset({"03", "21"})
+VISA_NEVER_RETRY_CODES = frozenset(
+    {"04", "07", "12", "14", "15", "41", "43", "46", "57", "R0", "R1", "R3"}
+)
+MASTERCARD_RETRY_AFTER = {
+    "24": timedelta(hours=1),
+    "25": timedelta(hours=24),
+    "26": timedelta(days=2),
+    "27": timedelta(days=4),
+    "28": timedelta(days=6),
+    "29": timedelta(days=8),
+    "30": timedelta(days=10),
+}
+
+
 def never_retry(report: DeclineReport, brand: str | None) -> bool:
-    lane = STRIPE_DECLINE_CODES.get((report.provider_code or "").lower())
     return (
-        lane in NEVER_RETRY_LANES
+        (report.provider_code or "").lower() in NEVER_RETRY_CODES
         or report.advice_code in MASTERCARD_NEVER_RETRY_ADVICE
         or ((brand or "").lower() == "visa" and report.network_code in VISA_NEVER_RETRY_CODES)
     )

@@ -37,15 +37,15 @@ def problem_paths(error: PolicyError) -> list[str]:
 # --- the shipped policies ---------------------------------------------------------------------
 
 
-def test_both_shipped_policies_load() -> None:
+def test_the_shipped_policies_load() -> None:
     policies = load_policies()
-    assert set(policies) == {"default", "baseline-fixed"}
+    assert set(policies) == {"default", "baseline-fixed", "smart"}
     for policy in policies.values():
         assert set(policy.lanes) == set(Lane)
         assert len(policy.digest) == 12
 
 
-@pytest.mark.parametrize("name", ["default", "baseline-fixed"])
+@pytest.mark.parametrize("name", ["default", "baseline-fixed", "smart"])
 def test_a_shipped_policy_never_retries_the_never_retry_lanes(name: str) -> None:
     policy = load_policy_file(BUILTIN_DIR / f"{name}.yaml")
     assert policy.name == name

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from dunwell import __version__
 from dunwell.api.views import case_view, dead_letter_view, timeline_view
 from dunwell.bootstrap import Services, hash_api_key
-from dunwell.engine import deadletters
+from dunwell.engine import deadletters, durable
 from dunwell.engine.event_schema import EVENT_TYPES, EventError, parse_event
 from dunwell.store.unit_of_work import UnitOfWork
 
@@ -44,17 +44,21 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
 
 
-def current_tenant(request: Request) -> str:
+async def current_tenant(request: Request) -> str:
     """The tenant whose API key is in `Authorization: Bearer KEY`; 401 otherwise."""
     services: Services = request.app.state.services
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise HTTPException(401, "missing API key: send Authorization: Bearer KEY")
-    with UnitOfWork(services.sessions) as uow:
-        tenant = uow.tenants.by_key_hash(hash_api_key(key.strip()))
-    if tenant is None:
+    # Cached (a key rotated in another process stops working within the cache's TTL); a hit
+    # answers on the event loop, a miss reads the database in the thread pool.
+    key_hash = hash_api_key(key.strip())
+    tenant_id = services.tenants.cached_tenant_for_key(key_hash)
+    if tenant_id is None:
+        tenant_id = await run_in_threadpool(services.tenants.tenant_for_key, key_hash)
+    if tenant_id is None:
         raise HTTPException(401, "unknown API key")
-    return tenant.id
+    return tenant_id
 
 
 Tenant = Annotated[str, Depends(current_tenant)]
@@ -77,6 +81,13 @@ def create_app(services: Services) -> FastAPI:
             response.headers.update(headers)
         return response
 
+    from dunwell.api.webhooks import router as webhook_routes  # imports current_tenant
+
+    app.include_router(webhook_routes())
+    from dunwell.api.provider_accounts import router as account_routes
+
+    app.include_router(account_routes())
+
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -88,6 +99,9 @@ def create_app(services: Services) -> FastAPI:
                 connection.execute(text("SELECT 1"))
         except Exception as exc:  # any driver error means not ready
             return _error(503, "not_ready", f"database unreachable: {type(exc).__name__}")
+        problem = durable.problem()
+        if problem is not None:
+            return _error(503, "not_ready", problem)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["operations"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dunwell.domain.case import RecoveryCase
+from dunwell.domain.case import DeclineInfo, RecoveryCase
 from dunwell.store.tables import ActionRow, AuditEntry, DeadLetter
 
 
@@ -44,16 +44,7 @@ def case_view(case: RecoveryCase) -> dict[str, Any]:
             "storefront": case.subscription.storefront,
         },
         "payment_method": {"brand": case.payment_method.brand, "token": case.payment_method.token},
-        "decline": {
-            "provider": case.decline.provider,
-            "provider_code": case.decline.provider_code,
-            "network_code": case.decline.network_code,
-            "advice_code": case.decline.advice_code,
-            "message": case.decline.message,
-            "lane": case.decline.lane.value,
-            "retry_allowed": case.decline.retry_allowed,
-            "rule": case.decline.rule,
-        },
+        "decline": decline_view(case.decline),
         "failures": case.failures,
         "escalated": case.escalated,
         "attempts": [
@@ -83,6 +74,32 @@ def case_view(case: RecoveryCase) -> dict[str, Any]:
         ],
         "next_action": None if nxt is None else _planned(nxt),
         "plan": [_planned(p) for p in case.plan],
+    }
+
+
+def decline_view(d: DeclineInfo) -> dict[str, Any]:
+    """The latest decline as classified, with the code-table row that decided its lane."""
+    source = None
+    if d.source_file is not None:
+        source = {
+            "file": d.source_file,
+            "line": d.source_line,
+            "code": d.source_code,
+            "description": d.source_description,
+            "url": d.source_url,
+        }
+    return {
+        "provider": d.code_provider or d.provider,
+        "provider_code": d.provider_code,
+        "network_code": d.network_code,
+        "network_category": d.network_category,
+        "advice_code": d.advice_code,
+        "message": d.message,
+        "lane": d.lane.value,
+        "retry_allowed": d.retry_allowed,
+        "known": d.known,
+        "rule": d.rule,
+        "source": source,
     }
 
 

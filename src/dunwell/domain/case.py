@@ -58,6 +58,15 @@ class DeclineInfo:
     lane: Lane
     rule: str
     retry_allowed: bool
+    # Added with the code tables; defaults keep cases stored before them readable.
+    network_category: str | None = None
+    known: bool = True
+    code_provider: str | None = None  # whose code table was read (decline.provider)
+    source_file: str | None = None  # the table row that decided the lane
+    source_line: int | None = None
+    source_code: str | None = None
+    source_description: str | None = None
+    source_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,10 @@ class Attempt:
     status: AttemptStatus = AttemptStatus.IN_FLIGHT
     finished_at: datetime | None = None
     provider_code: str | None = None
+    # A request under this id may have reached `provider`: after an unknown outcome only that
+    # provider may be asked again. True by default, the safe reading of attempts stored
+    # before the field; a new attempt starts False until an errored send says otherwise.
+    sent: bool = True
 
     @property
     def idempotency_key(self) -> str:
@@ -130,6 +143,10 @@ class RecoveryCase:
     plan: tuple[PlannedAction, ...] = ()
     closed_at: datetime | None = None
     recovered_amount: Money | None = None
+    # The provider that retries this invoice itself (its retries were on when the case
+    # opened); dunwell plans no charge until it gives up (`provider_gave_up_at`).
+    provider_retrying: str | None = None
+    provider_gave_up_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -151,6 +168,10 @@ class RecoveryCase:
     @property
     def next_action(self) -> PlannedAction | None:
         return min(self.plan, key=lambda a: (a.due_at, a.key), default=None)
+
+    @property
+    def provider_retries_on(self) -> bool:
+        return self.provider_retrying is not None and self.provider_gave_up_at is None
 
     def planned(self, key: str) -> PlannedAction | None:
         return next((a for a in self.plan if a.key == key), None)

@@ -32,7 +32,7 @@ from dunwell.domain.decision import (
     Explanation,
     SendNotice,
 )
-from dunwell.domain.declines import classify_decline
+from dunwell.domain.declines import Classification, classify_decline
 from dunwell.domain.events import (
     ActionDue,
     AttemptErrored,
@@ -43,13 +43,15 @@ from dunwell.domain.events import (
     PaymentFailed,
     PaymentMethodUpdated,
     PaymentSucceeded,
+    ProviderRetriesExhausted,
     SubscriptionCanceled,
 )
 from dunwell.domain.guardrails import check_attempt
-from dunwell.domain.lanes import Lane
+from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
 from dunwell.domain.ledger import LedgerEntry
 from dunwell.domain.planning import replan
 from dunwell.domain.policy import AccessLevel, Policy
+from dunwell.domain.provider_choice import choose_provider
 
 
 def decide(
@@ -97,10 +99,19 @@ def _updated(
     return Decision(outcome, planned, tuple(notes + plan_notes), effects, **kw)
 
 
-def _classify(event: PaymentFailed) -> tuple[DeclineInfo, Explanation]:
-    found = classify_decline(event.decline, event.payment_method.brand)
+def _found(event: PaymentFailed, ctx: Context) -> Classification:
+    # A decline without a provider of its own speaks the event's provider's codes.
+    report = event.decline
+    if not report.provider:
+        report = replace(report, provider=event.provider)
+    return classify_decline(report, event.payment_method.brand, ctx.taxonomy)
+
+
+def _classify(event: PaymentFailed, ctx: Context) -> tuple[DeclineInfo, Explanation]:
+    found = _found(event, ctx)
+    row = found.source
     info = DeclineInfo(
-        provider=event.provider,
+        provider=event.provider,  # who charged: later attempts go through it too
         provider_code=event.decline.provider_code,
         network_code=event.decline.network_code,
         advice_code=event.decline.advice_code,
@@ -108,8 +119,17 @@ def _classify(event: PaymentFailed) -> tuple[DeclineInfo, Explanation]:
         lane=found.lane,
         rule=found.rule,
         retry_allowed=found.retry_allowed,
+        network_category=found.network_category,
+        known=found.known,
+        code_provider=found.provider,
+        source_file=row.file if row else None,
+        source_line=row.line if row else None,
+        source_code=row.code if row else None,
+        source_description=row.description if row else None,
+        source_url=row.source if row else None,
     )
     inputs = (
+        ("provider", found.provider or ""),
         ("provider_code", event.decline.provider_code or ""),
         ("network_code", event.decline.network_code or ""),
         ("advice_code", event.decline.advice_code or ""),
@@ -119,8 +139,10 @@ def _classify(event: PaymentFailed) -> tuple[DeclineInfo, Explanation]:
     return info, Explanation(rule, found.explain(), inputs)
 
 
-def _after_decline(case: RecoveryCase, event: PaymentFailed, info: DeclineInfo) -> RecoveryCase:
-    found = classify_decline(event.decline, event.payment_method.brand)
+def _after_decline(
+    case: RecoveryCase, event: PaymentFailed, info: DeclineInfo, ctx: Context
+) -> RecoveryCase:
+    found = _found(event, ctx)
     blocked = case.blocked_credentials
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
@@ -144,7 +166,7 @@ def _after_decline(case: RecoveryCase, event: PaymentFailed, info: DeclineInfo) 
 def _on_payment_failed(
     case: RecoveryCase | None, event: PaymentFailed, policy: Policy, now: datetime, ctx: Context
 ) -> Decision:
-    info, why = _classify(event)
+    info, why = _classify(event, ctx)
     if case is None:
         if ctx.invoice_paid_at is not None:
             return _ignored(
@@ -181,7 +203,7 @@ def _on_payment_failed(
             )
         # A decline dunwell did not make (the provider's own retry): it counts all the same.
         entries = (LedgerEntry(event.payment_method.credential_key, event.occurred_at),)
-    case = replace(_after_decline(case, event, info), failures=case.failures + 1)
+    case = replace(_after_decline(case, event, info, ctx), failures=case.failures + 1)
     return _updated(case, policy, now, ctx, [why], ledger_entries=entries)
 
 
@@ -195,7 +217,7 @@ def _decline_of_replaced_method(
 ) -> Decision:
     """The customer replaced the payment method while this attempt was in flight: the decline
     is about the old one. It counts, and may block the old credential; the new one stays."""
-    found = classify_decline(event.decline, event.payment_method.brand)
+    found = _found(event, ctx)
     blocked = case.blocked_credentials
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
@@ -229,7 +251,7 @@ def _open(
         opened_at=opened_at,
         decline=info,
     )
-    case = _after_decline(case, event, info)
+    case = _after_decline(case, event, info, ctx)
     entry = LedgerEntry(event.payment_method.credential_key, event.occurred_at)
     ctx = replace(ctx, ledger=ctx.ledger.with_entry(entry))
     notes = [
@@ -238,6 +260,24 @@ def _open(
         ),
         why,
     ]
+    # The stores are handled by SELF_RETRYING_PROVIDERS (nobody else can ever charge them).
+    if ctx.routing.retries_itself(event.provider) and event.provider not in SELF_RETRYING_PROVIDERS:
+        settings = ctx.routing.settings(event.provider)
+        case = replace(case, provider_retrying=event.provider)
+        after = (
+            "dunwell takes over" if settings.takeover_after_provider else "the case ends churned"
+        )
+        notes.append(
+            Explanation(
+                "provider.retries_on",
+                f"{event.provider}'s own retries are on for this tenant: it retries this invoice, "
+                f"dunwell does not; when it gives up, {after}",
+                (
+                    ("provider", event.provider),
+                    ("takeover_after_provider", str(settings.takeover_after_provider).lower()),
+                ),
+            )
+        )
     effects: tuple[Effect, ...] = ()
     reason = _escalation_reason(case, policy)
     if reason is not None:
@@ -455,15 +495,27 @@ def _start_attempt(
     if not verdict.allowed:
         refused = Explanation(verdict.rule, f"retry refused: {verdict.reason}", verdict.inputs)
         return _updated(case, policy, now, ctx, [done, refused])
+    choice = choose_provider(case, ctx, now)
+    if choice.provider is None:
+        # Every provider that could charge is paused: nothing is sent, the replan waits.
+        return _updated(case, policy, now, ctx, [done, choice.explanation])
     last = case.attempts[-1] if case.attempts else None
     if (
         last is not None
         and last.status is AttemptStatus.ERRORED
         and last.payment_method_token == case.payment_method.token
+        and (last.sent is False or last.provider == choice.provider)
     ):
         # Its outcome is unknown: send the same attempt again, so the provider answers the
-        # first request (idempotency key) instead of charging a second time.
-        attempt = replace(last, status=AttemptStatus.IN_FLIGHT, started_at=now, finished_at=None)
+        # first request (idempotency key) instead of charging a second time. One never sent
+        # (an open circuit) may go to another provider under its id: nobody saw it yet.
+        attempt = replace(
+            last,
+            status=AttemptStatus.IN_FLIGHT,
+            started_at=now,
+            finished_at=None,
+            provider=choice.provider,
+        )
         attempts = (*case.attempts[:-1], attempt)
     else:
         number = len(case.attempts) + 1
@@ -471,9 +523,10 @@ def _start_attempt(
             id=child_id("att", case.id, number),
             number=number,
             credential_key=case.payment_method.credential_key,
-            provider=case.decline.provider,
+            provider=choice.provider,
             payment_method_token=case.payment_method.token,
             started_at=now,
+            sent=False,
         )
         attempts = (*case.attempts, attempt)
     charge = Charge(
@@ -493,7 +546,15 @@ def _start_attempt(
         f"attempt {attempt.number} charges {case.amount} (idempotency key {attempt.id})",
         verdict.inputs,
     )
-    return _updated(case, policy, now, ctx, [done, started], (charge,), ledger_entries=(entry,))
+    return _updated(
+        case,
+        policy,
+        now,
+        ctx,
+        [done, choice.explanation, started],
+        (charge,),
+        ledger_entries=(entry,),
+    )
 
 
 def _on_attempt_errored(
@@ -504,7 +565,12 @@ def _on_attempt_errored(
         return _ignored(
             case, "case.attempt_settled", f"attempt {event.attempt_id} has no open outcome"
         )
-    failed = replace(attempt, status=AttemptStatus.ERRORED, finished_at=event.occurred_at)
+    failed = replace(
+        attempt,
+        status=AttemptStatus.ERRORED,
+        finished_at=event.occurred_at,
+        sent=attempt.sent or event.sent,
+    )
     case = replace(
         case,
         attempts=tuple(failed if a.id == attempt.id else a for a in case.attempts),
@@ -513,9 +579,57 @@ def _on_attempt_errored(
     note = Explanation(
         "attempt.provider_error",
         f"the provider failed ({event.message}); not a decline, not counted against network caps",
+        (("provider", attempt.provider), ("sent", str(event.sent).lower())),
     )
     ctx = replace(ctx, ledger=ctx.ledger.uncount(attempt.id))
     return _updated(case, policy, now, ctx, [note], ledger_uncount=(attempt.id,))
+
+
+def _on_provider_retries_exhausted(
+    case: RecoveryCase | None,
+    event: ProviderRetriesExhausted,
+    policy: Policy,
+    now: datetime,
+    ctx: Context,
+) -> Decision:
+    if case is None or not case.is_open:
+        return _ignored(case, "case.closed", "no open case for this invoice")
+    if not case.provider_retries_on or case.provider_retrying != event.provider:
+        return _ignored(
+            case,
+            "provider.not_retrying",
+            f"{event.provider} does not manage this case's retries: dunwell does already",
+        )
+    case = replace(case, provider_gave_up_at=event.occurred_at)
+    settings = ctx.routing.settings(event.provider)
+    inputs = (
+        ("provider", event.provider),
+        ("takeover_after_provider", str(settings.takeover_after_provider).lower()),
+    )
+    if settings.takeover_after_provider:
+        # Its own retries are in the ledger already (failures without an attempt id), so the
+        # caps count them.
+        note = Explanation(
+            "provider.gave_up.takeover",
+            f"{event.provider} stopped retrying: dunwell takes over, within the network caps",
+            inputs,
+        )
+        return _updated(case, policy, now, ctx, [note])
+    note = Explanation(
+        "provider.gave_up.churned",
+        f"{event.provider} stopped retrying and the tenant does not take over: the case ends "
+        "churned",
+        inputs,
+    )
+    ended = replace(
+        case, status=CaseStatus.CHURNED, closed_at=event.occurred_at, access=AccessLevel.SUSPENDED
+    )
+    effects: tuple[Effect, ...] = ()
+    if case.access is not AccessLevel.SUSPENDED:
+        effects = (
+            ChangeAccess(case.id, case.customer.id, case.subscription.id, AccessLevel.SUSPENDED),
+        )
+    return _updated(ended, policy, now, ctx, [note], effects)
 
 
 def _on_notice_delivered(
@@ -545,4 +659,5 @@ _HANDLERS: dict[type, Callable[..., Decision]] = {
     ActionDue: _on_action_due,
     AttemptErrored: _on_attempt_errored,
     NoticeDelivered: _on_notice_delivered,
+    ProviderRetriesExhausted: _on_provider_retries_exhausted,
 }

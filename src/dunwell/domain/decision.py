@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from dunwell.domain.case import RecoveryCase
+from dunwell.domain.declines import DeclineTaxonomy, packaged_taxonomy
 from dunwell.domain.events import Customer, PaymentMethod
 from dunwell.domain.guardrails import NetworkLimits
 from dunwell.domain.ledger import AttemptLedger, LedgerEntry
 from dunwell.domain.money import Money
 from dunwell.domain.policy import AccessLevel
+from dunwell.domain.routing import Routing
+from dunwell.domain.scoring import RetryScorer
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,21 @@ class Context:
     ledger: AttemptLedger = AttemptLedger()
     limits: NetworkLimits = NetworkLimits()
     invoice_paid_at: datetime | None = None
+    # The decline code tables; by default the packaged ones, so every caller that builds a
+    # Context keeps working.
+    taxonomy: DeclineTaxonomy = field(default_factory=packaged_taxonomy)
+    # The tenant's provider settings and routing table (docs/providers.md).
+    routing: Routing = Routing()
+    # Providers whose circuit breaker is open, with the time it lets a charge through again:
+    # planning sends their charges to a backup or schedules them after, never into the pause.
+    paused_providers: tuple[tuple[str, datetime], ...] = ()
+
+    def paused_until(self, provider: str, at: datetime) -> datetime | None:
+        until = next((u for p, u in self.paused_providers if p == provider), None)
+        return until if until is not None and at < until else None
+
+    # The learned retry model (lanes with `align: learned`); None: cold-start rules.
+    scorer: RetryScorer | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,97 +1,156 @@
 """Decline classification: a provider's code, a network code and an advice code to a lane.
 
-This is the first table, for Stripe's `decline_code` values
-(https://docs.stripe.com/declines/codes), plus the two network facts the guardrails need:
-Mastercard Merchant Advice Codes and Visa's category 1 ("issuer will never approve")
-response codes. A network "never" always overrides a provider's softer word.
-The full multi-provider taxonomy lives in data files in a later iteration.
+The codes themselves are data (`dunwell/providers/codes/*.csv`, loaded by
+`dunwell.providers.taxonomy`); this module holds the value they are loaded into and the pure
+precedence that reads it:
+
+1. a Mastercard advice code that says never (03, 21) and a Visa category 1 response code
+   (Visa cards only) override everything: do_not_retry;
+2. Mastercard advice 01 sends the case to update_payment_method, unless the provider's code
+   is already a never-retry lane (a "never" from either side wins);
+3. the provider's own code table (by provider: stripe, adyen, braintree, ...);
+4. the network (ISO 8583) response code, when the provider's code is not in its table;
+5. otherwise an unknown code: a conservative lane, flagged `known=False`.
+Mastercard advice 24-30 ("retry after ...") delays whatever lane the steps above chose.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
+from types import MappingProxyType
 
 from dunwell.domain.events import DeclineReport
 from dunwell.domain.lanes import NEVER_RETRY_LANES, Lane
 
-_R = Lane.RETRY_SOON
-_F = Lane.RETRY_AFTER_FUNDS
-_U = Lane.UPDATE_PAYMENT_METHOD
-_A = Lane.AUTHENTICATE
-_N = Lane.DO_NOT_RETRY
-_X = Lane.FRAUD_SUSPECTED
-
-STRIPE_DECLINE_CODES: dict[str, Lane] = {
-    "approve_with_id": _R,
-    "authentication_required": _A,
-    "call_issuer": _R,
-    "card_not_supported": _U,
-    "card_velocity_exceeded": _F,
-    "currency_not_supported": _U,
-    "do_not_honor": _R,
-    "do_not_try_again": _N,
-    "duplicate_transaction": _N,
-    "expired_card": _U,
-    "fraudulent": _X,
-    "generic_decline": _R,
-    "incorrect_cvc": _U,
-    "incorrect_number": _U,
-    "incorrect_pin": _U,
-    "incorrect_zip": _U,
-    "insufficient_funds": _F,
-    "invalid_account": _U,
-    "invalid_amount": _N,
-    "invalid_cvc": _U,
-    "invalid_expiry_month": _U,
-    "invalid_expiry_year": _U,
-    "invalid_number": _U,
-    "invalid_pin": _U,
-    "issuer_not_available": _R,
-    "lost_card": _N,
-    "merchant_blacklist": _X,
-    "new_account_information_available": _U,
-    "no_action_taken": _R,
-    "not_permitted": _N,
-    "offline_pin_required": _A,
-    "online_or_offline_pin_required": _A,
-    "pickup_card": _N,
-    "pin_try_exceeded": _U,
-    "processing_error": _R,
-    "reenter_transaction": _R,
-    "restricted_card": _N,
-    "revocation_of_all_authorizations": _N,
-    "revocation_of_authorization": _N,
-    "security_violation": _X,
-    "service_not_allowed": _N,
-    "stolen_card": _N,
-    "stop_payment_order": _N,
-    "testmode_decline": _N,
-    "transaction_not_allowed": _N,
-    "try_again_later": _R,
-    "withdrawal_count_limit_exceeded": _F,
-}
-
-# Visa decline category 1, "issuer will never approve": no reattempt is allowed.
-VISA_NEVER_RETRY_CODES = frozenset(
-    {"04", "07", "12", "14", "15", "41", "43", "46", "57", "R0", "R1", "R3"}
+# Where a decline sits in the networks' own retry rules; Visa's four categories, named, plus
+# refusals that never came from the network at all (a PSP's risk engine, its configuration).
+NETWORK_CATEGORIES = (
+    "never_approve",  # Visa category 1: the issuer will never approve
+    "cannot_approve_now",  # Visa category 2: the issuer cannot approve at this time
+    "fix_and_retry",  # Visa category 3: cannot approve with these details
+    "generic",  # Visa category 4: everything else the issuer says
+    "not_issuer",  # the provider refused it itself
 )
-
-# Mastercard Merchant Advice Codes.
-MASTERCARD_NEVER_RETRY_ADVICE = frozenset({"03", "21"})
-MASTERCARD_UPDATE_ADVICE = frozenset({"01"})
-MASTERCARD_RETRY_AFTER: dict[str, timedelta] = {
-    "24": timedelta(hours=1),
-    "25": timedelta(hours=24),
-    "26": timedelta(days=2),
-    "27": timedelta(days=4),
-    "28": timedelta(days=6),
-    "29": timedelta(days=8),
-    "30": timedelta(days=10),
+VISA_CATEGORY_NAMES = {
+    "1": "never_approve",
+    "2": "cannot_approve_now",
+    "3": "fix_and_retry",
+    "4": "generic",
 }
 
-# An unknown code must not lead to aggressive retrying: a few spaced retries at most.
+# Mastercard advice code effects, as the advice file names them.
+ADVICE_NEVER = "never_retry"
+ADVICE_UPDATE = "update_payment_method"
+ADVICE_WAIT = "wait"
+ADVICE_NONE = "none"
+ADVICE_EFFECTS = (ADVICE_NEVER, ADVICE_UPDATE, ADVICE_WAIT, ADVICE_NONE)
+
+# An unknown code must not lead to aggressive retrying: the retry_soon lane's few spaced
+# retries at most, and the code is reported (metric, `dunwell codes unknown`) to be added.
 UNKNOWN_CODE_LANE = Lane.RETRY_SOON
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRow:
+    """One row of a code table, kept whole so every classification can cite it."""
+
+    table: str  # the file's stem, e.g. "stripe_decline_codes"
+    line: int  # line in that file (the header is line 1)
+    code: str  # as the source spells it
+    description: str
+    lane: Lane | None  # None only for advice rows that carry no lane of their own
+    network_category: str | None
+    source: str  # the public page this row comes from
+    label: str  # how the rule text names the table, e.g. "stripe decline_code"
+    extra: tuple[tuple[str, str], ...] = ()  # soft_hard, category, effect, ...
+
+    @property
+    def file(self) -> str:
+        return f"{self.table}.csv"
+
+    def get(self, key: str) -> str | None:
+        return dict(self.extra).get(key)
+
+
+def _frozen(mapping: Mapping[str, CodeRow] | None = None) -> Mapping[str, CodeRow]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class DeclineTaxonomy:
+    """Every known code, by table, keyed by its normalised spelling."""
+
+    # provider name -> its tables, in the order they are consulted
+    providers: Mapping[str, tuple[Mapping[str, CodeRow], ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    network: Mapping[str, CodeRow] = field(default_factory=_frozen)  # ISO 8583
+    visa: Mapping[str, CodeRow] = field(default_factory=_frozen)  # Visa categories 1-4
+    advice: Mapping[str, CodeRow] = field(default_factory=_frozen)  # Mastercard MAC
+    # a provider name that speaks another's vocabulary, e.g. the simulator speaks Stripe's
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def provider_key(self, provider: str | None) -> str:
+        name = (provider or "").strip().lower()
+        return self.aliases.get(name, name)
+
+    def provider_row(self, provider: str | None, code: str | None) -> CodeRow | None:
+        for table in self.providers.get(self.provider_key(provider), ()):
+            for key in provider_keys(code):
+                if key in table:
+                    return table[key]
+        return None
+
+    def network_row(self, code: str | None) -> CodeRow | None:
+        key = network_key(code)
+        return self.network.get(key) if key else None
+
+    def visa_row(self, code: str | None) -> CodeRow | None:
+        key = network_key(code)
+        return self.visa.get(key) if key else None
+
+    def advice_row(self, code: str | None) -> CodeRow | None:
+        key = network_key(code)
+        return self.advice.get(key) if key else None
+
+    def rows(self) -> tuple[CodeRow, ...]:
+        """Every row once, table by table."""
+        seen: dict[tuple[str, int], CodeRow] = {}
+        tables = [t for ts in self.providers.values() for t in ts]
+        for table in [*tables, self.network, self.visa, self.advice]:
+            for row in table.values():
+                seen.setdefault((row.table, row.line), row)
+        return tuple(sorted(seen.values(), key=lambda r: (r.table, r.line)))
+
+
+_DASHES_AND_QUOTES = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2019": "'"})
+
+
+def normalise_text(value: str) -> str:
+    # Providers' pages and payloads mix en dashes and typographic quotes with plain ones.
+    return " ".join(value.strip().lower().translate(_DASHES_AND_QUOTES).split())
+
+
+def provider_keys(code: str | None) -> tuple[str, ...]:
+    """The spellings a provider code is looked up by: the whole text, then its first token,
+    so "2001 Insufficient Funds" and "12: Not enough balance" still find their rows."""
+    text = normalise_text(code or "")
+    if not text:
+        return ()
+    head = text.replace(":", " ").split()[0]
+    return (text,) if head == text else (text, head)
+
+
+def network_key(code: str | None) -> str:
+    """ "5", "05" and "05 : Do not honor" are the same response code."""
+    text = (code or "").strip().upper()
+    if not text:
+        return ""
+    head = text.split(":")[0].split()
+    text = head[0] if head else text
+    return text.zfill(2) if text.isdigit() and len(text) == 1 else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,35 +160,95 @@ class Classification:
     retry_allowed: bool
     retry_after: timedelta | None = None  # Mastercard advice codes 24-30
     known: bool = True
+    provider: str | None = None
+    provider_code: str | None = None
+    network_code: str | None = None
+    network_category: str | None = None
+    advice_code: str | None = None
+    source: CodeRow | None = None  # the row that decided the lane
 
     def explain(self) -> str:
         text = f"lane {self.lane.value} by {self.rule}"
         if self.retry_after is not None:
             text += f"; next attempt not before {self.retry_after} after this decline"
+        if self.source is not None:
+            text += f" (source: {self.source.file} line {self.source.line}, {self.source.source})"
         return text
 
 
-def classify_decline(report: DeclineReport, brand: str | None) -> Classification:
-    """Map one decline report to a lane. Network rules win over the provider's code."""
-    brand_key = (brand or "").lower()
-    advice = (report.advice_code or "").strip()
-    network = (report.network_code or "").strip().upper()
-    code = (report.provider_code or "").strip().lower()
+def _rule(row: CodeRow) -> str:
+    return f"{row.label} {row.code}"
 
-    if advice in MASTERCARD_NEVER_RETRY_ADVICE:
-        return Classification(Lane.DO_NOT_RETRY, f"mastercard advice code {advice}", False)
-    if brand_key == "visa" and network in VISA_NEVER_RETRY_CODES:
-        return Classification(Lane.DO_NOT_RETRY, f"visa category 1 code {network}", False)
 
-    provider_lane = STRIPE_DECLINE_CODES.get(code)
-    if advice in MASTERCARD_UPDATE_ADVICE and provider_lane not in NEVER_RETRY_LANES:
-        return Classification(Lane.UPDATE_PAYMENT_METHOD, f"mastercard advice code {advice}", True)
+def packaged_taxonomy() -> DeclineTaxonomy:
+    """The code tables shipped with dunwell, read once per process by the providers layer.
+    Only a default for callers that pass none; the shell passes its taxonomy explicitly."""
+    from dunwell.providers.taxonomy import builtin_taxonomy
 
-    retry_after = MASTERCARD_RETRY_AFTER.get(advice)
-    if provider_lane is None:
-        lane, rule, known = UNKNOWN_CODE_LANE, f"unknown code {code or '(none)'!r}", False
+    return builtin_taxonomy()
+
+
+def classify_decline(
+    report: DeclineReport, brand: str | None, taxonomy: DeclineTaxonomy | None = None
+) -> Classification:
+    """Map one decline report to a lane. Network "never" rules win over the provider's code."""
+    taxonomy = taxonomy if taxonomy is not None else packaged_taxonomy()
+    # Providers spell brands their own way ("Visa", "visadebit"): any Visa is held to Visa.
+    is_visa = (brand or "").strip().lower().startswith("visa")
+    advice = taxonomy.advice_row(report.advice_code)
+    effect = advice.get("effect") if advice else None
+    visa = taxonomy.visa_row(report.network_code) if is_visa else None
+    network = taxonomy.network_row(report.network_code)
+    own = taxonomy.provider_row(report.provider, report.provider_code)
+
+    category = None
+    if visa is not None:
+        category = VISA_CATEGORY_NAMES.get(visa.get("category") or "")
+    category = category or (network.network_category if network else None)
+    category = category or (own.network_category if own else None)
+
+    def result(
+        lane: Lane,
+        rule: str,
+        source: CodeRow | None,
+        retry_after: timedelta | None = None,
+        known: bool = True,
+    ) -> Classification:
+        return Classification(
+            lane=lane,
+            rule=rule,
+            retry_allowed=lane not in NEVER_RETRY_LANES,
+            retry_after=retry_after,
+            known=known,
+            provider=(report.provider or "").strip().lower() or None,
+            provider_code=report.provider_code,
+            network_code=report.network_code,
+            network_category=category,
+            advice_code=report.advice_code,
+            source=source,
+        )
+
+    if advice is not None and effect == ADVICE_NEVER:
+        return result(Lane.DO_NOT_RETRY, _rule(advice), advice)
+    if visa is not None and visa.get("category") == "1":
+        return result(Lane.DO_NOT_RETRY, f"visa category 1 code {visa.code}", visa)
+
+    base = own or network
+    if advice is not None and effect == ADVICE_UPDATE:
+        if base is None or base.lane not in NEVER_RETRY_LANES:
+            return result(Lane.UPDATE_PAYMENT_METHOD, _rule(advice), advice)
+
+    retry_after = None
+    if advice is not None and effect == ADVICE_WAIT:
+        retry_after = timedelta(hours=int(advice.get("retry_after_hours") or 0))
+    if base is None or base.lane is None:
+        code = report.provider_code or ""
+        rule = f"unknown code {code or '(none)'!r}"
+        if taxonomy.provider_key(report.provider) not in taxonomy.providers:
+            rule += f" (no code table for provider {report.provider or '(none)'!r})"
+        lane, source, known = UNKNOWN_CODE_LANE, None, False
     else:
-        lane, rule, known = provider_lane, f"stripe decline_code {code}", True
-    if retry_after is not None:
-        rule += f" + mastercard advice code {advice}"
-    return Classification(lane, rule, lane not in NEVER_RETRY_LANES, retry_after, known)
+        lane, rule, source, known = base.lane, _rule(base), base, True
+    if retry_after is not None and advice is not None:
+        rule += f" + {_rule(advice)}"
+    return result(lane, rule, source, retry_after, known)

@@ -35,6 +35,9 @@ class PaymentMethod:
     token: str
     brand: str | None = None
     fingerprint: str | None = None
+    # network_token | vaulted: other providers of the routing table can charge it too;
+    # None: a provider's own token, chargeable only by that provider.
+    kind: str | None = None
 
     @property
     def credential_key(self) -> str:
@@ -50,6 +53,7 @@ class DeclineReport:
     network_code: str | None = None
     advice_code: str | None = None
     message: str | None = None
+    provider: str | None = None  # whose code table provider_code is in; default: the event's
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,19 @@ class DisputeOpened:
     type: str = "dispute.opened"
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderRetriesExhausted:
+    """The provider that retries by itself gave up on the invoice (Stripe marked it
+    uncollectible or the subscription unpaid, Adyen's Auto Rescue ended unsuccessfully)."""
+
+    id: str
+    occurred_at: datetime
+    invoice_id: str
+    provider: str
+    customer_id: str | None = None
+    type: str = "payment.retries_exhausted"
+
+
 ExternalEvent = (
     PaymentFailed
     | PaymentSucceeded
@@ -123,6 +140,7 @@ ExternalEvent = (
     | CustomerAuthenticated
     | SubscriptionCanceled
     | DisputeOpened
+    | ProviderRetriesExhausted
 )
 
 
@@ -146,6 +164,9 @@ class AttemptErrored:
     case_id: str
     attempt_id: str
     message: str
+    # False: the request never left (an open circuit), so nothing can have been charged and
+    # the attempt may go to another provider. True: only this provider can tell.
+    sent: bool = True
     type: str = "attempt.errored"
 
 

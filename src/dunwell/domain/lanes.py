@@ -22,3 +22,8 @@ NEVER_RETRY_LANES = frozenset({Lane.DO_NOT_RETRY, Lane.FRAUD_SUSPECTED})
 CUSTOMER_ACTION_LANES = frozenset(
     {Lane.UPDATE_PAYMENT_METHOD, Lane.AUTHENTICATE, Lane.DO_NOT_RETRY, Lane.FRAUD_SUSPECTED}
 )
+
+# Providers that retry a failed renewal themselves and cannot be charged by anyone else (the
+# App Store's and Google Play's billing retry): dunwell tracks the case, tells the customer
+# where to fix the payment, and manages access, but never plans a charge.
+SELF_RETRYING_PROVIDERS = frozenset({"apple", "google"})

@@ -15,6 +15,11 @@ _EXPONENT = {
 }
 
 
+def minor_exponent(currency: str) -> int:
+    """Digits after the decimal point (2 for EUR, 0 for JPY): for APIs that take decimals."""
+    return _EXPONENT.get(currency, 2)
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     amount_minor: int
@@ -38,7 +43,7 @@ class Money:
             raise ValueError(f"cannot combine {self.currency} with {other.currency}")
 
     def __str__(self) -> str:
-        exponent = _EXPONENT.get(self.currency, 2)
+        exponent = minor_exponent(self.currency)
         sign = "-" if self.amount_minor < 0 else ""
         whole, fraction = divmod(abs(self.amount_minor), 10**exponent)
         digits = f"{whole}.{fraction:0{exponent}d}" if exponent else str(whole)

@@ -13,7 +13,10 @@ from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, Recove
 from dunwell.domain.decision import Context, Explanation
 from dunwell.domain.durations import format_duration
 from dunwell.domain.guardrails import check_attempt
+from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS
 from dunwell.domain.policy import LanePolicy, Policy
+from dunwell.domain.provider_choice import choose_provider
+from dunwell.domain.scoring import NoRetry, learned_retry_at
 from dunwell.domain.timing import customer_zone, into_local_hours, next_retry_at
 
 
@@ -85,6 +88,26 @@ def _plan_retry(
 ) -> PlannedAction | None:
     if case.in_flight is not None:
         return None  # its outcome replans
+    if case.decline.provider in SELF_RETRYING_PROVIDERS:
+        notes.append(
+            Explanation(
+                "provider.retries_itself",
+                f"{case.decline.provider} retries the renewal itself and only it can charge: "
+                "no retry is planned; notices and access steps go on",
+                (("provider", case.decline.provider),),
+            )
+        )
+        return None
+    if case.provider_retries_on:
+        notes.append(
+            Explanation(
+                "provider.manages_retries",
+                f"{case.provider_retrying}'s own retries are on for this invoice: dunwell plans "
+                "no charge until it reports giving up; notices and access steps go on",
+                (("provider", case.provider_retrying or ""),),
+            )
+        )
+        return None
     key = f"retry:{len(case.attempts) + 1}"
     last = case.attempts[-1] if case.attempts else None
     technical = policy.timing.technical_retries
@@ -125,6 +148,12 @@ def _plan_retry(
             )
             return None
         due, rule, reason = max(timed.due_at, now), timed.rule, timed.reason
+        learned = learned_retry_at(case, lane_policy, policy.timing, now, ctx.scorer)
+        if isinstance(learned, NoRetry):
+            notes.append(Explanation(learned.rule, learned.reason))
+            return None
+        if learned is not None:
+            due, rule, reason = learned.due_at, learned.rule, learned.reason
 
     verdict = check_attempt(case, due, ctx.ledger, ctx.limits)
     if not verdict.allowed:
@@ -134,6 +163,11 @@ def _plan_retry(
         zone = customer_zone(case.customer.timezone)
         due = into_local_hours(verdict.not_before, zone, policy.timing.local_hours)
         rule, reason = f"{rule} + {verdict.rule}", f"{reason}; delayed: {verdict.reason}"
+    choice = choose_provider(case, ctx, due)
+    if choice.provider is None and choice.not_before is not None:
+        notes.append(choice.explanation)
+        due = choice.not_before
+        rule, reason = f"{rule} + {choice.explanation.rule}", f"{reason}; delayed: provider paused"
     if due >= end_at:
         notes.append(
             Explanation(
@@ -141,7 +175,10 @@ def _plan_retry(
             )
         )
         return None
-    return PlannedAction(key, ActionType.RETRY, due, rule, reason)
+    # The provider is chosen again when the retry falls due (pauses change); this one is
+    # shown in the plan.
+    params = (("provider", choice.provider),) if choice.provider else ()
+    return PlannedAction(key, ActionType.RETRY, due, rule, reason, params)
 
 
 def _plan_notices(

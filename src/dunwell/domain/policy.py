@@ -34,6 +34,9 @@ class Align(StrEnum):
     NONE = "none"
     LOCAL_HOURS = "local_hours"  # only inside the customer's local contact hours
     PAYDAY = "payday"  # move to a likely payday when one is close, then local hours
+    # The learned model picks the best local hour in a window after each offset; until a
+    # model trained on enough history exists (cold start), the payday rule applies.
+    LEARNED = "learned"
 
 
 class EndOutcome(StrEnum):
@@ -90,6 +93,14 @@ class Timing:
         timedelta(minutes=30),
         timedelta(hours=2),
     )
+    # align: learned. The window after each retry's offset the model may choose an hour in,
+    # the attempts of history a model needs before it is trusted, and how close to the best
+    # probability (relative) the earliest acceptable hour must be.
+    learned_window: timedelta = timedelta(days=4)
+    learned_min_rows: int = 500
+    learned_tolerance: float = 0.05
+    # A window whose best probability x amount (minor units) is below this is skipped.
+    learned_min_value_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +207,18 @@ def parse_policy(data: Any) -> Policy:
 def _timing(r: _Reader, raw: Any) -> Timing:
     data = r.mapping("timing", raw)
     r.unknown_keys(
-        "timing", data, {"local_hours", "payday_window", "customer_fix_delay", "technical_retries"}
+        "timing",
+        data,
+        {
+            "local_hours",
+            "payday_window",
+            "customer_fix_delay",
+            "technical_retries",
+            "learned_window",
+            "learned_min_rows",
+            "learned_tolerance",
+            "learned_min_value_minor",
+        },
     )
     default = Timing()
     hours = data.get("local_hours", list(default.local_hours))
@@ -214,7 +236,27 @@ def _timing(r: _Reader, raw: Any) -> Timing:
         r.duration(f"timing.technical_retries[{i}]", v)
         for i, v in enumerate(r.sequence("timing.technical_retries", data.get("technical_retries")))
     ]
+    learned_window = r.duration("timing.learned_window", data.get("learned_window", "4d"))
+    min_rows = data.get("learned_min_rows", default.learned_min_rows)
+    if type(min_rows) is not int or min_rows < 0:
+        r.fail("timing.learned_min_rows", "expected a non-negative integer (attempts of history)")
+        min_rows = default.learned_min_rows
+    tolerance = data.get("learned_tolerance", default.learned_tolerance)
+    if type(tolerance) not in (int, float) or not 0 <= tolerance < 1:
+        r.fail("timing.learned_tolerance", "expected a number with 0 <= tolerance < 1")
+        tolerance = default.learned_tolerance
+    min_value = data.get("learned_min_value_minor", default.learned_min_value_minor)
+    if type(min_value) is not int or min_value < 0:
+        r.fail(
+            "timing.learned_min_value_minor",
+            "expected a non-negative integer (probability x amount, in minor units)",
+        )
+        min_value = default.learned_min_value_minor
     return Timing(
+        learned_min_value_minor=min_value,
+        learned_window=learned_window or default.learned_window,
+        learned_min_rows=min_rows,
+        learned_tolerance=float(tolerance),
         local_hours=(hours[0], hours[1]),
         payday_window=window or default.payday_window,
         customer_fix_delay=fix or default.customer_fix_delay,
@@ -254,6 +296,8 @@ def _lane(r: _Reader, path: str, lane: Lane, raw: Any) -> LanePolicy | None:
     except ValueError:
         r.fail(f"{path}.align", f"expected one of {[a.value for a in Align]}")
         align = Align.NONE
+    if align is Align.LEARNED and lane in NEVER_RETRY_LANES:
+        r.fail(f"{path}.align", f"lane {lane.value} is never retried: nothing to time")
     notices = tuple(
         c
         for i, item in enumerate(r.sequence(f"{path}.notices", data.get("notices")))

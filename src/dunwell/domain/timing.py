@@ -84,7 +84,7 @@ def next_retry_at(
     rule = f"policy.lanes.{lane_name}.retries[{n}]"
     if lane_policy.align is Align.NONE:
         return RetryTime(due, rule, reason)
-    if lane_policy.align is Align.PAYDAY:
+    if lane_policy.align in (Align.PAYDAY, Align.LEARNED):  # learned: cold start
         local_day = due.astimezone(zone).date()
         paydays = likely_paydays(local_day, local_day + timing.payday_window)
         if paydays:

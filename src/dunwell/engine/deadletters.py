@@ -55,7 +55,15 @@ def replay(
         if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
             raise DeadLetterNotFound(dead_letter_id)
         raw, owner = body if body is not None else row.raw_body, row.tenant_id
-    if owner is None:
+        source = row.source
+    if source.startswith("webhook:"):
+        # A provider's body that failed verification must never be ingested, even if it is
+        # shaped like a canonical event: the provider redelivers it once the cause is fixed.
+        outcome = ReplayOutcome(
+            False,
+            error={"error": "not_replayable", "message": "webhook deliveries are not replayed"},
+        )
+    elif owner is None:
         outcome = ReplayOutcome(
             False, error={"error": "no_tenant", "message": "the request was not authenticated"}
         )

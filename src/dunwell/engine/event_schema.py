@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from dunwell.domain import events as ev
 from dunwell.domain.money import Money
@@ -59,6 +67,11 @@ class PaymentMethodIn(_Model):
     token: Text
     brand: str | None = None
     fingerprint: str | None = None
+    # network_token | vaulted: other providers of the tenant's routing table can charge it.
+    kind: Literal["network_token", "vaulted"] | None = None
+
+    def to_domain(self) -> ev.PaymentMethod:
+        return ev.PaymentMethod(self.token, self.brand, self.fingerprint, self.kind)
 
     @field_validator("token")
     @classmethod
@@ -75,11 +88,22 @@ class PaymentIn(_Model):
     payment_method: PaymentMethodIn
 
 
+def _code_text(value: Any) -> Any:
+    # Adyen's refusalReasonCode and Braintree's processor codes are numbers in some payloads.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Code = Annotated[str, BeforeValidator(_code_text)]
+
+
 class DeclineIn(_Model):
-    provider_code: str | None = None
-    network_code: str | None = None
-    advice_code: str | None = None
+    # whose code table provider_code is in, when not payment.provider's (e.g. a gateway)
+    provider: str | None = None
+    provider_code: Code | None = None
+    network_code: Code | None = None
+    advice_code: Code | None = None
     message: str | None = None
+    provider: str | None = None  # whose code vocabulary provider_code is in
 
 
 class _EventIn(_Model):
@@ -112,12 +136,13 @@ class PaymentFailedIn(_EventIn):
             invoice_id=self.invoice.id,
             amount=Money(self.invoice.amount, self.invoice.currency),
             provider=self.payment.provider,
-            payment_method=ev.PaymentMethod(pm.token, pm.brand, pm.fingerprint),
+            payment_method=pm.to_domain(),
             decline=ev.DeclineReport(
                 self.decline.provider_code,
                 self.decline.network_code,
                 self.decline.advice_code,
                 self.decline.message,
+                self.decline.provider or self.payment.provider,
             ),
         )
 
@@ -152,6 +177,10 @@ class CustomerRefIn(_Model):
     id: Text
 
 
+class ProviderRefIn(_Model):
+    provider: Text
+
+
 class PaymentMethodUpdatedIn(_EventIn):
     type: Literal["payment_method.updated"]
     customer: CustomerRefIn
@@ -163,7 +192,7 @@ class PaymentMethodUpdatedIn(_EventIn):
             self.id,
             self.occurred_at,
             self.customer.id,
-            ev.PaymentMethod(pm.token, pm.brand, pm.fingerprint),
+            pm.to_domain(),
         )
 
 
@@ -208,13 +237,30 @@ class DisputeOpenedIn(_EventIn):
         )
 
 
+class ProviderRetriesExhaustedIn(_EventIn):
+    type: Literal["payment.retries_exhausted"]
+    invoice: CustomerRefIn
+    payment: ProviderRefIn
+    customer: CustomerRefIn | None = None
+
+    def to_domain(self) -> ev.ProviderRetriesExhausted:
+        return ev.ProviderRetriesExhausted(
+            self.id,
+            self.occurred_at,
+            self.invoice.id,
+            self.payment.provider,
+            self.customer.id if self.customer else None,
+        )
+
+
 CanonicalEventIn = Annotated[
     PaymentFailedIn
     | PaymentSucceededIn
     | PaymentMethodUpdatedIn
     | CustomerAuthenticatedIn
     | SubscriptionCanceledIn
-    | DisputeOpenedIn,
+    | DisputeOpenedIn
+    | ProviderRetriesExhaustedIn,
     Field(discriminator="type"),
 ]
 EVENT_TYPES = (
@@ -224,6 +270,7 @@ EVENT_TYPES = (
     "customer.authenticated",
     "subscription.canceled",
     "dispute.opened",
+    "payment.retries_exhausted",
 )
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(CanonicalEventIn)
 

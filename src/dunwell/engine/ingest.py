@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -27,15 +28,20 @@ from dunwell.domain.events import (
     PaymentFailed,
     PaymentMethodUpdated,
     PaymentSucceeded,
+    ProviderRetriesExhausted,
     SubscriptionCanceled,
 )
 from dunwell.domain.guardrails import NetworkLimits
 from dunwell.domain.policy import Policy
+from dunwell.domain.routing import Routing
+from dunwell.domain.scoring import RetryScorer
 from dunwell.engine.clock import Clock
 from dunwell.engine.effects_codec import effect_to_dict
 from dunwell.engine.metrics import Metrics
-from dunwell.store.tables import EventRow
+from dunwell.providers.circuit import CircuitBreaker
+from dunwell.store.tenant_cache import TenantCache, TenantProfile
 from dunwell.store.unit_of_work import UnitOfWork
+from dunwell.webhooks.store import WebhookEndpoint
 
 _INTERNAL = (ActionDue, AttemptErrored, NoticeDelivered)
 _CONFLICT_RETRIES = 5
@@ -76,12 +82,22 @@ class Ingest:
         clock: Clock,
         limits: NetworkLimits | None = None,
         metrics: Metrics | None = None,
+        tenants: TenantCache | None = None,
+        routing: dict[str, Routing] | None = None,
+        breaker: CircuitBreaker | None = None,
+        scorer: RetryScorer | None = None,
     ) -> None:
         self.sessions = sessions
+        self.scorer = scorer  # the learned retry model, if one is trained (else cold start)
         self.policies = policies
         self.clock = clock
         self.limits = limits or NetworkLimits()
         self.metrics = metrics or Metrics()
+        self.tenants = tenants or TenantCache(sessions)
+        # Per tenant: provider settings and the routing table (DUNWELL_ROUTING_FILE).
+        self.routing = routing or {}
+        # The charge runner's breaker: open circuits are planned around, not charged into.
+        self.breaker = breaker or CircuitBreaker()
 
     def __call__(
         self,
@@ -94,19 +110,26 @@ class Ingest:
     ) -> IngestResult:
         """Process one event. `action_id`: the due action row this ActionDue is for;
         `complete_action_id`: the running action whose outcome this event is."""
+        refreshed = False
         for attempt in range(1, _CONFLICT_RETRIES + 1):
             try:
                 result = self._ingest(tenant_id, event, payload, action_id, complete_action_id)
                 outcome = "duplicate" if result.duplicate else result.outcome
                 self.metrics.events.labels(event.type, outcome).inc()
+                self.metrics.decline_seen(event, outcome)
                 return result
+            except UnknownPolicy:
+                # Perhaps a cached assignment changed since: read it afresh once, then fail.
+                if refreshed or not self.tenants.forget(tenant_id):
+                    raise
+                refreshed = True
             except (IntegrityError, StaleDataError):
                 # Another writer got there first: the same event id (a duplicate), or another
                 # event for the same case (decide again on what it wrote).
                 with UnitOfWork(self.sessions) as uow:
                     row = uow.events.find(tenant_id, event.id)
                 if row is not None:
-                    return IngestResult(event.id, True, row.outcome, list(row.case_ids))
+                    return IngestResult(event.id, True, row.outcome, row.case_ids)
                 if attempt == _CONFLICT_RETRIES:
                     raise
         raise AssertionError("unreachable")
@@ -120,51 +143,49 @@ class Ingest:
         complete_action_id: int | None,
     ) -> IngestResult:
         now = self.clock.now()
+        # Read before the transaction: on a cache miss it reads in a transaction of its own.
+        tenant = self.tenants.profile(tenant_id)
         with UnitOfWork(self.sessions) as uow:
-            row: EventRow | None = None
             if not isinstance(event, ActionDue):
                 existing = uow.events.find(tenant_id, event.id)
                 if existing is not None:
                     if complete_action_id is not None:
                         # The outcome is recorded already; the action it settles is done too.
-                        done = uow.actions.get(complete_action_id)
-                        if done is not None and done.status == "running":
-                            done.status, done.updated_at = "done", now
-                            uow.commit()
-                    return IngestResult(event.id, True, existing.outcome, list(existing.case_ids))
-                row = EventRow(
-                    tenant_id=tenant_id,
-                    event_id=event.id,
-                    type=event.type,
-                    occurred_at=event.occurred_at,
-                    received_at=now,
-                    payload=payload or {},
-                    case_ids=[],
-                    outcome="pending",
-                )
-                uow.session.add(row)
-                uow.session.flush()  # the unique key decides duplicates before any work
+                        uow.actions.settle(complete_action_id, "done", now, was="running")
+                        uow.commit()
+                    return IngestResult(event.id, True, existing.outcome, existing.case_ids)
 
             targets = self._targets(uow, tenant_id, event)
             result = IngestResult(event.id, False, "ignored")
             for case in targets:
-                decision = self._decide(uow, tenant_id, case, event, now)
+                decision = self._decide(uow, tenant_id, tenant, case, event, now)
                 self._save(uow, tenant_id, event, decision, now, action_id, payload)
                 result.outcome = _merge(result.outcome, decision.outcome)
                 if decision.case is not None:
                     result.case_ids.append(decision.case.id)
                 result.effects.extend(decision.effects)
             if complete_action_id is not None:
-                done = uow.actions.get(complete_action_id)
-                if done is not None and done.status == "running":
-                    done.status, done.updated_at = "done", now
-            if row is not None:
-                row.case_ids, row.outcome = result.case_ids, result.outcome
+                uow.actions.settle(complete_action_id, "done", now, was="running")
+            if not isinstance(event, ActionDue):
+                # Written last, with its outcome: the unique key still refuses a duplicate
+                # delivered concurrently (its transaction fails and the retry reports it).
+                uow.events.add(
+                    tenant_id,
+                    event.id,
+                    event.type,
+                    event.occurred_at,
+                    now,
+                    payload or {},
+                    result.case_ids,
+                    result.outcome,
+                )
             uow.commit()
             return result
 
     def _targets(self, uow: UnitOfWork, tenant_id: str, event: Event) -> list[RecoveryCase | None]:
-        if isinstance(event, PaymentFailed | PaymentSucceeded | DisputeOpened):
+        if isinstance(
+            event, PaymentFailed | PaymentSucceeded | DisputeOpened | ProviderRetriesExhausted
+        ):
             return [uow.cases.by_invoice(tenant_id, event.invoice_id, lock=True)]
         if isinstance(event, _INTERNAL):
             return [uow.cases.get(tenant_id, event.case_id, lock=True)]
@@ -181,6 +202,7 @@ class Ingest:
         self,
         uow: UnitOfWork,
         tenant_id: str,
+        tenant: TenantProfile | None,
         case: RecoveryCase | None,
         event: Event,
         now: datetime,
@@ -191,26 +213,32 @@ class Ingest:
             policy = self.policies.get(case.policy_name)
         else:
             storefront = event.subscription.storefront if isinstance(event, PaymentFailed) else None
-            policy = self.policies.get(
-                uow.tenants.policy_name(tenant_id, storefront) or self.policies.default_name
-            )
+            assigned = tenant.policy_name(storefront) if tenant is not None else None
+            policy = self.policies.get(assigned or self.policies.default_name)
         if isinstance(event, PaymentFailed | PaymentMethodUpdated):
             credentials.add(event.payment_method.credential_key)
         paid_at = None
         if isinstance(event, PaymentFailed) and case is None:
             paid_at = uow.invoices.paid_at(tenant_id, event.invoice_id)
-        tenant = uow.tenants.get(tenant_id)
         limits = self.limits
         if tenant is not None and tenant.visa_rule != limits.visa_rule:
             limits = NetworkLimits(
                 visa_rule="2025" if tenant.visa_rule == "2025" else "2024",
                 max_attempts_per_case=limits.max_attempts_per_case,
             )
+        routing = self.routing.get(tenant_id, Routing())
+        if isinstance(event, PaymentFailed) and case is None:
+            # Whether the provider retries by itself is fixed when the case opens: its
+            # webhook endpoints' `provider_retries_enabled` and the routing file both count.
+            routing = routing.with_retrying(_retrying_providers(uow, tenant_id))
         ctx = Context(
             tenant_id=tenant_id,
             ledger=uow.ledger.load(tenant_id, credentials, now),
             limits=limits,
             invoice_paid_at=paid_at,
+            routing=routing,
+            paused_providers=self.breaker.paused(now),
+            scorer=self.scorer,
         )
         return decide(case, event, policy, now, ctx)
 
@@ -249,18 +277,16 @@ class Ingest:
             )
         if decision.invoice_paid and isinstance(event, PaymentSucceeded):
             uow.invoices.mark_paid(tenant_id, event.invoice_id, event.occurred_at, event.id)
-        due_row = uow.actions.get(action_id) if action_id is not None else None
         if case is None or decision.outcome == "ignored":
-            if due_row is not None and due_row.status == "scheduled":
-                due_row.status, due_row.updated_at = "canceled", now
+            if action_id is not None and uow.actions.settle(
+                action_id, "canceled", now, was="scheduled"
+            ):
                 if case is not None:
                     # A stale delivery: whatever the plan still wants gets a row again.
-                    uow.session.flush()
                     self._sync(uow, case, event, now)
             return
         uow.cases.save(case, now)
-        for entry in decision.ledger_entries:
-            uow.ledger.add(tenant_id, case.id, entry)
+        uow.ledger.add_many(tenant_id, case.id, decision.ledger_entries)
         for attempt_id in decision.ledger_uncount:
             uow.ledger.uncount(attempt_id)
         effects = [effect_to_dict(e) for e in decision.effects]
@@ -275,19 +301,21 @@ class Ingest:
                 {"effect": effect},
                 event_id=event.id,
             )
-        if due_row is not None:
+        if action_id is not None:
             # Settle the row being run before syncing, so a re-planned key (a refused retry
-            # moved to later) gets a fresh row instead of overwriting this one.
-            due_row.status = "running" if effects else "done"
-            due_row.effects, due_row.updated_at = effects, now
-            uow.session.flush()
+            # moved to later) gets a fresh row instead of overwriting this one. Whatever its
+            # status, as before: the case lock makes this delivery the one that counts.
+            uow.actions.settle(
+                action_id, "running" if effects else "done", now, was=None, effects=effects
+            )
         elif effects:
             uow.actions.add_effects(tenant_id, case.id, f"effect:{event.id}", effects, now)
         self._sync(uow, case, event, now)
 
     @staticmethod
     def _sync(uow: UnitOfWork, case: RecoveryCase, event: Event, now: datetime) -> None:
-        for change, action in uow.actions.sync(case, now):
+        changes = uow.actions.sync(case, now, opened_here=uow.cases.opened_here(case.id))
+        for change, action in changes:
             uow.audit.add(
                 case.tenant_id,
                 case.id,
@@ -303,6 +331,16 @@ class Ingest:
                 },
                 event_id=event.id,
             )
+
+
+def _retrying_providers(uow: UnitOfWork, tenant_id: str) -> frozenset[str]:
+    rows = uow.session.scalars(
+        select(WebhookEndpoint.provider).where(
+            WebhookEndpoint.tenant_id == tenant_id,
+            WebhookEndpoint.provider_retries_enabled.is_(True),
+        )
+    )
+    return frozenset(rows)
 
 
 def _merge(current: str, new: str) -> str:

@@ -7,15 +7,22 @@ database when Prometheus scrapes `/metrics`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dunwell.domain.declines import classify_decline
+from dunwell.domain.events import Event, PaymentFailed
+from dunwell.providers.taxonomy import builtin_taxonomy
 from dunwell.store.tables import ActionRow
+
+log = structlog.get_logger("dunwell.declines")
 
 
 class Metrics:
@@ -39,12 +46,46 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.unknown_decline_codes = Counter(
+            "dunwell_unknown_decline_codes",
+            "Declines whose code no table knows: classified conservatively; see "
+            "`dunwell codes unknown`",
+            ["provider"],
+            registry=self.registry,
+        )
         self.provider_errors = Counter(
             "dunwell_provider_errors",
             "Charges without an outcome (timeouts, 5xx, open circuit)",
             ["provider", "reason"],
             registry=self.registry,
         )
+        self.workflows_redispatched = Counter(
+            "dunwell_workflows_redispatched",
+            "Batches of due actions handed to DBOS again: `failed` (DBOS ended the workflow in an "
+            "error; a fresh workflow takes the rows) or `lost` (the hand-off never reached DBOS)",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def decline_seen(self, event: Event, outcome: str) -> None:
+        """Count a decline with an unknown code once it was decided on (not a duplicate, not
+        ignored): the same cases `dunwell codes unknown` lists from the audit trail."""
+        if not isinstance(event, PaymentFailed) or outcome in ("duplicate", "ignored"):
+            return
+        report = event.decline
+        if not report.provider:
+            report = replace(report, provider=event.provider)
+        found = classify_decline(report, event.payment_method.brand, builtin_taxonomy())
+        if not found.known:
+            self.unknown_decline_codes.labels(found.provider or "(none)").inc()
+            log.warning(
+                "decline.unknown_code",
+                provider=found.provider,
+                provider_code=report.provider_code,
+                network_code=report.network_code,
+                event_id=event.id,
+                lane=found.lane.value,
+            )
 
     def watch_backlog(self, sessions: sessionmaker[Session], now: Callable[[], datetime]) -> None:
         self.registry.register(_Backlog(sessions, now))

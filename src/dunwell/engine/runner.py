@@ -4,16 +4,18 @@ A pass first finishes actions already `running` (effects decided but not known t
 out: just decided, or interrupted by a crash), then turns due `scheduled` actions into
 decisions. A crash anywhere leaves either the action still due, or running with its effects
 recorded; a re-run charge carries the same idempotency key (the attempt id), so the provider
-answers it once. (Multi-process claiming arrives with the durable-execution engine.)
+answers it once. `start` and `finish` are the two steps the durable worker
+(`engine/durable.py`) runs per batch; `run_due` is the single-threaded pass the simulator and
+tests use in virtual time, never beside durable workers on one database.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dunwell.channels.base import AccessGate, Notifier
@@ -29,7 +31,7 @@ from dunwell.domain.events import (
 from dunwell.engine.clock import Clock
 from dunwell.engine.effects_codec import effect_from_dict
 from dunwell.engine.ingest import Ingest
-from dunwell.providers.base import ProviderError, ProviderRegistry
+from dunwell.providers.base import ChargeResult, ProviderError, ProviderRegistry
 from dunwell.providers.circuit import CircuitBreaker
 from dunwell.store.unit_of_work import UnitOfWork
 
@@ -63,7 +65,8 @@ class ActionRunner:
         self.access = access
         self.clock = clock
         self.batch_size = batch_size
-        self.breaker = breaker or CircuitBreaker()
+        # Shared with ingest (when built by bootstrap), which plans around open circuits.
+        self.breaker = breaker or ingest.breaker
         self.metrics = ingest.metrics
 
     def run_due(self) -> int:
@@ -85,6 +88,54 @@ class ActionRunner:
                 self._perform(_Work(action_id, tenant_id, case_id, result.effects))
             done += 1
         return done
+
+    def start(self, action_ids: list[int]) -> list[int]:
+        """Turn the given rows into decisions (the durable worker's first step).
+
+        Idempotent: a row no longer `scheduled` is left as it is, so a step re-run after a
+        crash decides nothing twice. Returns the ids now `running` (effects to carry out).
+        """
+        with UnitOfWork(self.sessions) as uow:
+            rows = [
+                (r.id, r.tenant_id, r.case_id, r.key, r.status)
+                for r in uow.actions.by_ids(action_ids)
+            ]
+        running: list[int] = []
+        for action_id, tenant_id, case_id, key, status in rows:
+            if status == "scheduled":
+                event = ActionDue(f"due:{action_id}", self.clock.now(), case_id, key)
+                if self.ingest(tenant_id, event, action_id=action_id).effects:
+                    running.append(action_id)
+            elif status == "running":
+                running.append(action_id)
+        return running
+
+    def finish(self, action_ids: list[int]) -> int:
+        """Carry out the effects of the given `running` rows and record their outcomes.
+
+        A re-run after a crash re-sends a charge with the same idempotency key (the provider
+        answers it once) and records its outcome under the same event id (deduplicated).
+        """
+        with UnitOfWork(self.sessions) as uow:
+            works = [
+                _Work(r.id, r.tenant_id, r.case_id, [effect_from_dict(e) for e in r.effects])
+                for r in uow.actions.by_ids(action_ids)
+                if r.status == "running"
+            ]
+        for work in works:
+            self._perform(work)
+        return len(works)
+
+    @staticmethod
+    def _lookup(adapter: object, charge: Charge) -> ChargeResult | None:
+        lookup = getattr(adapter, "lookup", None)  # only adapters that can ask (OutcomeLookup)
+        if lookup is None:
+            return None
+        try:
+            result: ChargeResult | None = lookup(charge)
+        except ProviderError:
+            return None
+        return result
 
     def run_until_idle(self, max_passes: int = 1000) -> int:
         total = 0
@@ -116,16 +167,7 @@ class ActionRunner:
             elif isinstance(effect, Charge):
                 outcome = self._charge(work, effect)
             elif isinstance(effect, SendNotice):
-                delivery = self.notifier.send(effect)
-                self.metrics.actions.labels("notice", "sent" if delivery.ok else "failed").inc()
-                outcome = NoticeDelivered(
-                    f"delivered:{effect.notice_id}",
-                    self.clock.now(),
-                    effect.case_id,
-                    effect.notice_id,
-                    delivery.ok,
-                    delivery.detail,
-                )
+                outcome = self._notice(work, effect)
         if outcome is not None:
             self.ingest(work.tenant_id, outcome, complete_action_id=work.action_id)
             return
@@ -134,6 +176,38 @@ class ActionRunner:
             if row is not None and row.status == "running":
                 row.status, row.updated_at = "done", self.clock.now()
             uow.commit()
+
+    def _notice(self, work: _Work, notice: SendNotice) -> Event:
+        # Claimed in its own transaction before the channel sees it: a re-run after a crash
+        # in between cannot tell whether the message went out, and sends no second one.
+        try:
+            with UnitOfWork(self.sessions) as uow:
+                first = uow.actions.claim_notice_send(
+                    work.tenant_id, notice.case_id, notice.notice_id, self.clock.now()
+                )
+                uow.commit()
+        except IntegrityError:  # a concurrent re-run claimed it first
+            first = False
+        if first:
+            delivery = self.notifier.send(notice)
+            ok, detail = delivery.ok, delivery.detail
+        else:
+            ok, detail = False, "interrupted by a crash while sending; not sent again"
+            log.warning(
+                "notice.not_resent",
+                tenant_id=work.tenant_id,
+                case_id=notice.case_id,
+                notice_id=notice.notice_id,
+            )
+        self.metrics.actions.labels("notice", "sent" if ok else "failed").inc()
+        return NoticeDelivered(
+            f"delivered:{notice.notice_id}",
+            self.clock.now(),
+            notice.case_id,
+            notice.notice_id,
+            ok,
+            detail,
+        )
 
     def _charge(self, work: _Work, charge: Charge) -> Event:
         log.info(
@@ -152,11 +226,29 @@ class ActionRunner:
             self.metrics.actions.labels("retry", "circuit_open").inc()
             message = f"circuit open for provider {provider}: not sent"
             return AttemptErrored(
-                outcome_id, self.clock.now(), charge.case_id, charge.attempt_id, message
+                outcome_id, self.clock.now(), charge.case_id, charge.attempt_id, message, sent=False
             )
         started = time.perf_counter()
         try:
-            result = self.providers.for_charge(charge).charge(charge)
+            adapter = self.providers.for_charge(charge, work.tenant_id)
+            try:
+                result = adapter.charge(charge)
+            except ProviderError as first:
+                # The outcome is unknown (a 5xx or a timeout may come after the capture):
+                # ask the provider under the same key before anything else; never re-charge
+                # blindly. Nothing found means nothing finished: a technical retry re-sends
+                # the same key later.
+                found = self._lookup(adapter, charge)
+                if found is None:
+                    raise first
+                log.info(
+                    "attempt.resolved_by_lookup",
+                    tenant_id=work.tenant_id,
+                    case_id=charge.case_id,
+                    attempt_id=charge.attempt_id,
+                    error=str(first),
+                )
+                result = found
         except ProviderError as exc:
             self.breaker.record(provider, False, self.clock.now())
             self.metrics.provider_errors.labels(provider, "error").inc()
@@ -201,15 +293,3 @@ class ActionRunner:
             result.decline,
             attempt_id=charge.attempt_id,
         )
-
-
-def run_forever(runner: ActionRunner, stop: threading.Event, interval_seconds: float = 1.0) -> None:
-    """The embedded worker loop of `dunwell run`: due times live in the database."""
-    while not stop.is_set():
-        try:
-            busy = runner.run_due()
-        except Exception:  # keep the loop alive; the action stays due and is retried
-            log.exception("runner.pass_failed")
-            busy = 0
-        if not busy:
-            stop.wait(interval_seconds)

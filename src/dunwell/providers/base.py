@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,16 +29,39 @@ class PaymentProvider(Protocol):
     def charge(self, charge: Charge) -> ChargeResult: ...
 
 
+class OutcomeLookup(Protocol):
+    """Providers that can say what became of a request sent under an idempotency key."""
+
+    def lookup(self, charge: Charge) -> ChargeResult | None:
+        """The outcome, or None when the provider has no finished request under the key."""
+        ...
+
+
+# (tenant id, provider name) -> the adapter of the tenant's own account, or None without one.
+AccountAdapters = Callable[[str, str], PaymentProvider | None]
+
+
 class ProviderRegistry:
-    """Adapters by provider name; `fallback` charges for providers without an adapter yet."""
+    """Adapters by provider name; `fallback` charges for providers without an adapter yet.
+
+    With `accounts`, a tenant's own account of the charge's provider comes first.
+    """
 
     def __init__(
-        self, adapters: dict[str, PaymentProvider], fallback: PaymentProvider | None = None
+        self,
+        adapters: dict[str, PaymentProvider],
+        fallback: PaymentProvider | None = None,
+        accounts: AccountAdapters | None = None,
     ):
         self.adapters = adapters
         self.fallback = fallback
+        self.accounts = accounts
 
-    def for_charge(self, charge: Charge) -> PaymentProvider:
+    def for_charge(self, charge: Charge, tenant_id: str | None = None) -> PaymentProvider:
+        if tenant_id is not None and self.accounts is not None:
+            own = self.accounts(tenant_id, charge.provider)
+            if own is not None:
+                return own
         adapter = self.adapters.get(charge.provider) or self.fallback
         if adapter is None:
             raise ProviderError(f"no adapter configured for provider {charge.provider!r}")

@@ -56,6 +56,16 @@ class CircuitBreaker:
                 state.open_until, state.probing = now + self.cool_down, False
                 state.failures.clear()
 
+    def paused(self, now: datetime) -> tuple[tuple[str, datetime], ...]:
+        """Providers whose circuit is open at `now`, with when it lets a charge through:
+        the engine plans around them (a backup provider, or later) instead of sending."""
+        with self._lock:
+            return tuple(
+                (name, state.open_until)
+                for name, state in sorted(self._states.items())
+                if state.open_until is not None and now < state.open_until
+            )
+
     def is_open(self, provider: str, now: datetime) -> bool:
         with self._lock:
             state = self._states.get(provider)

@@ -36,6 +36,20 @@ class HttpSimProvider:
             )
         except httpx.HTTPError as exc:
             raise ProviderError(f"sim psp unreachable: {type(exc).__name__}") from exc
+        return self._result(response) or _raise(response)
+
+    def lookup(self, charge: Charge) -> ChargeResult | None:
+        """Ask what became of the request under this attempt's key (no new charge)."""
+        try:
+            response = self.client.get(f"/v1/charges/by-key/{charge.idempotency_key}")
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"sim psp unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            return None
+        return self._result(response) or _raise(response)
+
+    @staticmethod
+    def _result(response: httpx.Response) -> ChargeResult | None:
         if response.status_code == 200:
             return ChargeResult(True, provider_reference=response.json().get("id"))
         if response.status_code == 402:
@@ -46,7 +60,11 @@ class HttpSimProvider:
                 message="declined by the simulated processor",
             )
             return ChargeResult(False, report)
-        raise ProviderError(f"sim psp answered {response.status_code}: {response.text[:200]}")
+        return None
 
     def close(self) -> None:
         self.client.close()
+
+
+def _raise(response: httpx.Response) -> ChargeResult:
+    raise ProviderError(f"sim psp answered {response.status_code}: {response.text[:200]}")

@@ -1,9 +1,11 @@
-"""The simulator: a small built-in world of failing cards, run through the real engine.
+"""The simulator: worlds of failing payments, run through the real engine.
 
-`dunwell simulate` compares policies on one population. `population` draws the customers and
-their hidden truth; `issuer` answers charges from it; `world` plays the payment provider and
-the notifier and queues what customers do on their own; `harness` drives the real ingest,
-`decide` and action runner over a real migrated SQLite database in virtual time; `violations`
-checks the card networks' rules against the world's own `log`, independently of the engine's
-guardrails; `report` prints the result as JSON or a table.
+`dunwell simulate` compares policies on one world. `protocol` says what a world answers (and
+all the harness may learn from it); `loading` finds a world by `--world` spec; `worlds` holds
+the built-in ones (`basic`, over `population` and `issuer`; `realistic` and its variants);
+`adapters` play the engine's provider and notifier ports over a world and record what passed;
+`harness` drives the real ingest, `decide` and action runner over a real migrated SQLite
+database in virtual time; `violations` checks the card networks' rules against the harness's
+own `log`, independently of the engine's guardrails; `report` prints JSON or a table.
+See docs/simulation.md.
 """

@@ -2,38 +2,98 @@
 
 Each run gets a fresh temporary SQLite database built by the real Alembic migrations, the
 real `build` composition root, real ingest and the real action runner; only the clock is
-virtual and the provider and notifier are the world. Time jumps from one thing that can
-happen to the next: a customer's own event, or an action the engine scheduled.
+virtual, and the provider and notifier are adapters over the world (`adapters`). Time jumps
+from one thing that can happen to the next: a world's own event, or an action the engine
+scheduled. The harness sees the world only through the `World` protocol (`_View` enforces
+it), and keeps its own record of what reached the networks for the violations check.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dunwell.bootstrap import Services, build, ensure_tenant
 from dunwell.channels.memory import MemoryAccessGate
-from dunwell.domain.case import CaseStatus
+from dunwell.domain.case import CaseStatus, RecoveryCase
+from dunwell.domain.events import ExternalEvent
+from dunwell.domain.routing import Routing
+from dunwell.domain.scoring import RetryScorer
+from dunwell.engine.clock import VirtualClock
 from dunwell.providers.base import ProviderRegistry
+from dunwell.providers.circuit import CircuitBreaker
+from dunwell.scoring.features import history_from_sim
+from dunwell.scoring.history import HistoryRow
 from dunwell.settings import Settings
+from dunwell.sim.adapters import Recorder, WorldNotifier, WorldProvider
+from dunwell.sim.loading import DEFAULT_WORLD, load_world_factory
 from dunwell.sim.log import Kind, Outcome
 from dunwell.sim.population import CURRENCY, DEFAULT_START
+from dunwell.sim.protocol import (
+    ChargeOutcome,
+    ChargeRequest,
+    NoticeOutcome,
+    NoticeRequest,
+    OracleBound,
+    World,
+    WorldFactory,
+)
 from dunwell.sim.violations import count_violations
-from dunwell.sim.world import BuiltinWorld
 from dunwell.store.migrate import upgrade
 from dunwell.store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from dunwell.scoring.model import LearnedScorer
 
 TENANT = "sim"
 _API_KEY = "dw_simulation_only_not_a_secret"  # the tenant needs one; nobody calls the API
 DEFAULT_POLICIES = ("default", "baseline-fixed")
+TRAIN_POLICY = "baseline-fixed"  # what gathers history in a training period
 
 
 class SimulationStalled(RuntimeError):
     """Virtual time stopped moving: an action stays due that the runner does not take."""
+
+
+class _View:
+    """A world as the harness and the engine may see it: the protocol's members, no more.
+
+    Whatever else a world object carries (profiles, balances, paydays) is out of reach here,
+    so no code path of the engine can learn from it, even by accident.
+    """
+
+    __slots__ = ("_world",)
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+
+    @property
+    def start(self) -> datetime:
+        return self._world.start
+
+    @property
+    def horizon(self) -> datetime:
+        return self._world.horizon
+
+    def next_event_at(self) -> datetime | None:
+        return self._world.next_event_at()
+
+    def events_due(self, at: datetime) -> list[ExternalEvent]:
+        return self._world.events_due(at)
+
+    def charge(self, request: ChargeRequest, at: datetime) -> ChargeOutcome:
+        return self._world.charge(request, at)
+
+    def deliver(self, notice: NoticeRequest, at: datetime) -> NoticeOutcome:
+        return self._world.deliver(notice, at)
+
+    def oracle(self) -> OracleBound | None:
+        raise RuntimeError("the oracle is for the report, after the run, not for the engine")
 
 
 @dataclass(frozen=True)
@@ -43,75 +103,165 @@ class PolicyResult:
     by_status: dict[str, int]  # every CaseStatus, zero or not
     recovered_minor: int
     failed_minor: int
-    attempts: int  # charges the world received, provider failures included
+    attempts: int  # charges the world received, provider failures and re-sends included
+    network_attempts: int  # charges that reached the card networks
     provider_errors: int
     notices: int
+    caused_events: int  # customer actions the world said notices caused
     access_changes: int
+    hours_to_recovery: tuple[float, ...]
     violations: dict[str, int]
+    oracle: OracleBound | None
+    currency: str = CURRENCY
+    recovered_customers: frozenset[str] = frozenset()  # for tests; not in the JSON
+    # Cumulative recovered amount (minor units) at the end of each virtual day of the run.
+    recovered_by_day: tuple[int, ...] = ()
+    history: tuple[HistoryRow, ...] = ()  # the attempts as a deployment saw them; not in JSON
 
     def as_dict(self) -> dict[str, Any]:
-        s = self.by_status
+        s, cases = self.by_status, self.cases
+        median = statistics.median(self.hours_to_recovery) if self.hours_to_recovery else None
         return {
-            "cases": self.cases,
+            "cases": cases,
             "recovered": s["recovered"],
             "churned": s["churned"],
             "other": {k: s[k] for k in ("canceled", "written_off", "disputed")},
             "open": s["open"],
-            "recovered_amount": {"amount_minor": self.recovered_minor, "currency": CURRENCY},
-            "failed_amount": {"amount_minor": self.failed_minor, "currency": CURRENCY},
+            "recovered_amount": {"amount_minor": self.recovered_minor, "currency": self.currency},
+            "failed_amount": {"amount_minor": self.failed_minor, "currency": self.currency},
+            "recovery_rate": {
+                "by_count": _ratio(s["recovered"], cases),
+                "by_amount": _ratio(self.recovered_minor, self.failed_minor),
+            },
             "attempts": self.attempts,
+            "network_attempts": self.network_attempts,
+            "attempts_per_case": _ratio(self.network_attempts, cases),
             "provider_errors": self.provider_errors,
             "notices": self.notices,
+            "notices_per_case": _ratio(self.notices, cases),
+            "customer_actions_after_notices": self.caused_events,
             "access_changes": self.access_changes,
+            "median_hours_to_recovery": None if median is None else round(median, 2),
+            # Ended unrecovered by the policy's own end, not by the customer's choice.
+            "involuntary_churn": {"count": s["churned"], "rate": _ratio(s["churned"], cases)},
             "guardrail_violations": {"total": sum(self.violations.values()), **self.violations},
+            "share_of_oracle": _oracle_share(self),
+            "recovered_by_day": list(self.recovered_by_day),
         }
 
 
-def run_policy(world_factory: Callable[[], BuiltinWorld], policy_name: str) -> PolicyResult:
+def _ratio(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _oracle_share(r: PolicyResult) -> dict[str, float] | None:
+    if r.oracle is None:
+        return None
+    return {
+        "by_count": _ratio(r.by_status["recovered"], r.oracle.recoverable),
+        "by_amount": _ratio(r.recovered_minor, r.oracle.recoverable_minor),
+    }
+
+
+def run_policy(
+    world_factory: Callable[[], World], policy_name: str, scorer: RetryScorer | None = None
+) -> PolicyResult:
     world = world_factory()  # fresh per policy: the world keeps state as the run goes
+    view = _View(world)
+    clock = VirtualClock(view.start)
+    recorder = Recorder()
     gate = MemoryAccessGate()
     with tempfile.TemporaryDirectory(prefix="dunwell-sim-") as folder:
         url = f"sqlite:///{Path(folder) / 'sim.db'}"
         upgrade(url)
+        provider = WorldProvider(view, clock, recorder)
+        # A world with several providers says which can charge what (optional attribute).
+        routing = getattr(world, "routing", None)
         services = build(
             Settings(database_url=url, default_policy=policy_name),
-            clock=world.clock,
-            providers=ProviderRegistry({}, fallback=world),
-            notifier=world,
+            clock=clock,
+            providers=ProviderRegistry({}, fallback=provider),
+            notifier=WorldNotifier(view, clock, recorder),
             access=gate,
+            routing={TENANT: routing} if isinstance(routing, Routing) else None,
+            breaker=sim_breaker(),
+            scorer=scorer,
         )
         try:
             ensure_tenant(services, TENANT, "Simulation", api_key=_API_KEY, policy=policy_name)
-            _run(services, world)
+            _run(services, view, clock, recorder)
             with UnitOfWork(services.sessions) as uow:
-                cases = uow.cases.list(TENANT, limit=len(world.profiles) * 10 + 100)
+                cases = uow.cases.list(TENANT, limit=recorder.failures * 2 + 100)
         finally:
             services.close()  # release the SQLite file before the folder goes
+    result = _result(policy_name, cases, recorder, len(gate.changes), world.oracle())
+    days = max(1, -(-int((view.horizon - view.start).total_seconds()) // 86400))
+    curve = [0] * days
+    for case in cases:
+        if case.status is CaseStatus.RECOVERED and case.closed_at and case.recovered_amount:
+            day = min(days - 1, int((case.closed_at - view.start).total_seconds() // 86400))
+            curve[day] += case.recovered_amount.amount_minor
+    running = 0
+    for day in range(days):
+        running += curve[day]
+        curve[day] = running
+    return replace(
+        result,
+        recovered_by_day=tuple(curve),
+        history=tuple(history_from_sim(recorder.log, cases)),
+    )
+
+
+def sim_breaker() -> CircuitBreaker:
+    """The circuit breaker for simulated volumes: a few hundred customers send a few charges
+    an hour, so the production default (5 failures within a minute) would never trip during
+    an outage. Three failures within an hour open it for half an hour."""
+    return CircuitBreaker(threshold=3, window=timedelta(hours=1), cool_down=timedelta(minutes=30))
+
+
+def _result(
+    policy_name: str,
+    cases: list[RecoveryCase],
+    recorder: Recorder,
+    access_changes: int,
+    oracle: OracleBound | None,
+) -> PolicyResult:
     by_status = {status.value: 0 for status in CaseStatus}
     for case in cases:
         by_status[case.status.value] += 1
-    charges = [e for e in world.log if e.kind is Kind.CHARGE]
+    recovered = [c for c in cases if c.status is CaseStatus.RECOVERED]
+    charges = [e for e in recorder.log if e.kind is Kind.CHARGE]
+    # A re-send of one attempt (same id) after a provider error is one network attempt.
+    reached = {e.attempt_id for e in charges if e.reached_network}
     return PolicyResult(
         policy=policy_name,
         cases=len(cases),
         by_status=by_status,
         recovered_minor=sum(
-            c.recovered_amount.amount_minor
-            for c in cases
-            if c.status is CaseStatus.RECOVERED and c.recovered_amount is not None
+            c.recovered_amount.amount_minor for c in recovered if c.recovered_amount is not None
         ),
         failed_minor=sum(c.amount.amount_minor for c in cases),
         attempts=len(charges),
+        network_attempts=len(reached),
         provider_errors=sum(1 for e in charges if e.outcome is Outcome.ERROR),
-        notices=len(world.notices),
-        access_changes=len(gate.changes),
-        violations=count_violations(world.log),
+        notices=len(recorder.notices),
+        caused_events=recorder.caused,
+        access_changes=access_changes,
+        hours_to_recovery=tuple(
+            (c.closed_at - c.opened_at).total_seconds() / 3600
+            for c in recovered
+            if c.closed_at is not None
+        ),
+        violations=count_violations(recorder.log),
+        oracle=oracle,
+        currency=cases[0].amount.currency if cases else CURRENCY,  # a world bills in one
+        recovered_customers=frozenset(c.customer.id for c in recovered),
     )
 
 
-def _run(services: Services, world: BuiltinWorld) -> None:
+def _run(services: Services, world: _View, clock: VirtualClock, recorder: Recorder) -> None:
     """The event loop: jump to the next thing due, ingest the world, run due actions."""
-    clock, horizon = world.clock, world.horizon
+    horizon = world.horizon
     last: datetime | None = None
     while True:
         with UnitOfWork(services.sessions) as uow:
@@ -124,7 +274,8 @@ def _run(services: Services, world: BuiltinWorld) -> None:
             raise SimulationStalled(f"an action due at {at.isoformat()} is never taken")
         last = at
         clock.set(at)
-        for event in world.pop_due(at):
+        for event in world.events_due(at):
+            recorder.event(event)
             services.ingest(TENANT, event)
         services.runner.run_until_idle()
 
@@ -135,21 +286,101 @@ def simulate(
     seed: int,
     policies: Sequence[str] = DEFAULT_POLICIES,
     start: datetime = DEFAULT_START,
+    world: str | WorldFactory = DEFAULT_WORLD,
+    train_days: int = 0,
+    train_policy: str = TRAIN_POLICY,
+    model_dir: Path | None = None,
+    train_customers: int | None = None,
 ) -> dict[str, Any]:
-    """Every policy on the same population; the result is plain JSON-able data."""
+    """Every policy on the same world; the result is plain JSON-able data.
 
-    def world() -> BuiltinWorld:
-        return BuiltinWorld(customers, days, seed, start)
+    With `train_days`, a training period comes first: `train_policy` runs on a world of
+    other customers (another seed) over the `train_days` before `start`; a model is trained on
+    the attempts the harness saw there (saved in `model_dir` if given), and every policy then
+    runs the evaluation period with it. Policies without `align: learned` ignore it."""
+    factory = load_world_factory(world) if isinstance(world, str) else world
 
-    results = {name: run_policy(world, name).as_dict() for name in policies}
+    def fresh() -> World:
+        return factory(seed=seed, customers=customers, days=days, start=start)
+
+    scorer, training = None, None
+    if train_days > 0:
+        scorer, training = _train(
+            factory, train_customers or customers, train_days, seed, start, train_policy
+        )
+        if model_dir is not None:
+            from dunwell.scoring.store import ModelStore
+
+            training["saved_as"] = ModelStore(model_dir).save(scorer, training.pop("manifest"))
+        else:
+            training.pop("manifest")
+    runs = {name: run_policy(fresh, name, scorer) for name in policies}
+    oracle = next((r.oracle for r in runs.values() if r.oracle is not None), None)
+    extra: dict[str, Any] = {} if training is None else {"training": training}
     return {
+        **extra,
         "parameters": {
             "customers": customers,
             "days": days,
             "seed": seed,
             "start": start.isoformat(),
-            "currency": CURRENCY,
+            "currency": next((r.currency for r in runs.values()), CURRENCY),
             "policies": list(policies),
+            "world": world if isinstance(world, str) else _name(world),
+            "train_days": train_days,
         },
-        "policies": results,
+        "oracle": None if oracle is None else oracle.as_dict(),
+        "policies": {name: r.as_dict() for name, r in runs.items()},
+    }
+
+
+def _name(factory: object) -> str:
+    module = getattr(factory, "__module__", "?")
+    return f"{module}:{getattr(factory, '__qualname__', type(factory).__name__)}"
+
+
+def training_seed(seed: int) -> int:
+    """The training world's seed: other customers than the evaluation's, still reproducible."""
+    return seed * 7919 + 104_729
+
+
+def _train(
+    factory: WorldFactory,
+    customers: int,
+    train_days: int,
+    seed: int,
+    start: datetime,
+    train_policy: str,
+) -> tuple[LearnedScorer, dict[str, Any]]:
+    from dunwell.scoring.model import NotEnoughHistory, train
+
+    train_start = start - timedelta(days=train_days)
+
+    def past() -> World:
+        return factory(
+            seed=training_seed(seed), customers=customers, days=train_days, start=train_start
+        )
+
+    run = run_policy(past, train_policy)
+    try:
+        scorer, manifest = train(run.history, version=f"sim-seed{seed}")
+    except NotEnoughHistory as exc:
+        raise NotEnoughHistory(f"the training period gave too little history: {exc}") from None
+    manifest["trained_at"] = start.isoformat()  # virtual time: the same seed, the same bytes
+    validation = manifest["validation"]
+    return scorer, {
+        "policy": train_policy,
+        "seed": training_seed(seed),
+        "customers": customers,
+        "days": train_days,
+        "start": train_start.isoformat(),
+        "cases": run.cases,
+        "rows": manifest["rows"],
+        "approved": manifest["approved"],
+        "auc": validation["auc"],
+        "brier": validation["brier"],
+        "base_rate": validation["base_rate"],
+        "calibration": validation["calibration"],
+        "feature_importances": validation["feature_importances"],
+        "manifest": manifest,
     }

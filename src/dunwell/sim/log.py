@@ -1,8 +1,9 @@
 """What the world saw, as the card networks and the customer would tell it.
 
-The world appends one entry per initial failure it reported, per charge it received, and per
-payment or cancellation it made out of band. The violations check reads only this log, never
-the engine's database, so a guardrail bug in the engine cannot hide itself.
+The harness appends one entry per initial failure a world reported, per charge dunwell sent,
+and per payment or cancellation a customer made on their own (see `adapters.Recorder`). The
+violations check reads only this log, never the engine's database, so a guardrail bug in the
+engine cannot hide itself.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Entry:
     outcome: Outcome | None = None
     code: str | None = None  # decline code
     advice: str | None = None  # Mastercard merchant advice code
+    network_code: str | None = None  # e.g. a Visa response code
+    invoice_id: str | None = None  # what a capture pays; the customer's id stands in when unknown
+    provider: str | None = None  # which provider a charge went to
 
     @property
     def reached_network(self) -> bool:

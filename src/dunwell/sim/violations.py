@@ -5,9 +5,11 @@ engine): a bug there must show up here, not be repeated. Per credential, the ini
 failure and every charge that reached the network count as attempts:
 - Visa and every brand but Mastercard: at most 15 in any rolling 30 days;
 - Mastercard: at most 10 in any 24 hours and 35 in any 30 days;
-- no charge on a credential after a never-retry answer (or Mastercard advice 03/21);
+- no charge on a credential after a never-retry answer (Mastercard advice 03/21, Visa
+  category 1);
 - no charge before a Mastercard advice 24-30 delay has passed since that decline;
-- no second capture for one invoice, and no new charge once it is paid. Sending one attempt
+- no second capture for one invoice, and no new charge once it is paid (by invoice; the
+  customer stands in for a log that does not name one). Sending one attempt
   again (its idempotency key) is how an unknown outcome is resolved: the provider answers
   the first request again, which is neither a new charge nor a duplicate.
 A charge the provider failed on (it never reached the network) is not counted for the caps,
@@ -35,6 +37,10 @@ NEVER_RETRY_CODES = frozenset(
     }
 )
 NEVER_RETRY_ADVICE = frozenset({"03", "21"})
+# Visa decline category 1 response codes: "the issuer will never approve".
+VISA_NEVER_RETRY_NETWORK_CODES = frozenset(
+    {"04", "07", "12", "14", "15", "41", "43", "46", "57", "R0", "R1", "R3"}
+)
 ADVICE_DELAY = {
     "24": timedelta(hours=1),
     "25": timedelta(hours=24),
@@ -101,7 +107,10 @@ def _answers(attempts: list[Entry], found: Counter[str]) -> None:
                 found["charge_before_advice_delay"] += 1
         if entry.outcome is not Outcome.DECLINED:
             continue
-        if entry.code in NEVER_RETRY_CODES or entry.advice in NEVER_RETRY_ADVICE:
+        visa_never = (entry.brand or "").lower() == "visa" and (
+            entry.network_code in VISA_NEVER_RETRY_NETWORK_CODES
+        )
+        if entry.code in NEVER_RETRY_CODES or entry.advice in NEVER_RETRY_ADVICE or visa_never:
             never = True
         delay = ADVICE_DELAY.get(entry.advice or "")
         if delay is not None:
@@ -114,18 +123,19 @@ def _duplicates_and_paid(entries: list[Entry], found: Counter[str]) -> None:
     captured: defaultdict[str, set[str]] = defaultdict(set)
     paid: set[str] = set()
     for entry in entries:
+        invoice = entry.invoice_id or entry.customer_id  # what one capture pays
         if entry.kind is Kind.CHARGE:
             replay = entry.attempt_id is not None and entry.attempt_id in answered
             approved_again = entry.outcome is Outcome.APPROVED  # counted as a duplicate below
-            if not replay and entry.customer_id in paid and not approved_again:
+            if not replay and invoice in paid and not approved_again:
                 found["charge_after_paid"] += 1
             if entry.outcome is Outcome.APPROVED and entry.attempt_id is not None:
-                captured[entry.customer_id].add(entry.attempt_id)
+                captured[invoice].add(entry.attempt_id)
             if entry.outcome is not Outcome.ERROR and entry.attempt_id is not None:
                 answered.add(entry.attempt_id)
         approved = entry.kind is Kind.CHARGE and entry.outcome is Outcome.APPROVED
         if entry.kind is Kind.PAID_OUT_OF_BAND:
-            captured[entry.customer_id].add("(paid out of band)")
+            captured[invoice].add("(paid out of band)")
         if approved or entry.kind is Kind.PAID_OUT_OF_BAND:
-            paid.add(entry.customer_id)
+            paid.add(invoice)
     found["duplicate_charge"] += sum(len(ids) - 1 for ids in captured.values())

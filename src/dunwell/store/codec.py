@@ -90,6 +90,8 @@ def case_to_dict(case: RecoveryCase) -> dict[str, Any]:
         ],
         "closed_at": _dt(case.closed_at),
         "recovered_amount": _money(case.recovered_amount),
+        "provider_retrying": case.provider_retrying,
+        "provider_gave_up_at": _dt(case.provider_gave_up_at),
     }
 
 
@@ -159,4 +161,7 @@ def case_from_dict(data: dict[str, Any]) -> RecoveryCase:
         ),
         closed_at=_parse_dt(data["closed_at"]),
         recovered_amount=_parse_money(data["recovered_amount"]),
+        # Absent in cases stored before provider-managed retries.
+        provider_retrying=data.get("provider_retrying"),
+        provider_gave_up_at=_parse_dt(data.get("provider_gave_up_at")),
     )

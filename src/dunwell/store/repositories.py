@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from dunwell.domain.case import PlannedAction, RecoveryCase
 from dunwell.domain.ledger import LEDGER_HORIZON, AttemptLedger, LedgerEntry
@@ -19,33 +21,110 @@ from dunwell.store.tables import (
     DeadLetter,
     EventRow,
     LedgerRow,
+    NoticeSend,
     PaidInvoice,
     PolicyAssignment,
     Tenant,
 )
 
+# The ingest hot path speaks SQLAlchemy Core to these tables: no identity map, no unit-of-work
+# flush planning, and every multi-row write is one executemany (one statement on the wire).
+_cases = cast(Table, CaseRow.__table__)
+_actions = cast(Table, ActionRow.__table__)
+_audit = cast(Table, AuditEntry.__table__)
+_ledger = cast(Table, LedgerRow.__table__)
+_events = cast(Table, EventRow.__table__)
+_paid = cast(Table, PaidInvoice.__table__)
+_tenants = cast(Table, Tenant.__table__)
+_assignments = cast(Table, PolicyAssignment.__table__)
+
+
+def _param(name: str) -> Any:
+    return bindparam(name)
+
+
+# Statements of the hot path, built once: building a Core statement costs more than running
+# it on SQLite, and a prebuilt one also keeps its compiled-cache key.
+_CASE_COLUMNS = select(_cases.c.id, _cases.c.state, _cases.c.version)
+_CASE_BY_ID = _CASE_COLUMNS.where(
+    _cases.c.id == _param("case_id"), _cases.c.tenant_id == _param("tenant_id")
+)
+_CASE_BY_INVOICE = _CASE_COLUMNS.where(
+    _cases.c.tenant_id == _param("tenant_id"), _cases.c.invoice_id == _param("invoice_id")
+)
+_CASE_BY_ID_LOCKED = _CASE_BY_ID.with_for_update()
+_CASE_BY_INVOICE_LOCKED = _CASE_BY_INVOICE.with_for_update()
+_INSERT_CASE = insert(_cases)
+_UPDATE_CASE = update(_cases).where(
+    _cases.c.id == _param("b_id"), _cases.c.version == _param("b_version")
+)
+_SCHEDULED = select(
+    _actions.c.id,
+    _actions.c.key,
+    _actions.c.type,
+    _actions.c.due_at,
+    _actions.c.rule,
+    _actions.c.reason,
+).where(_actions.c.case_id == _param("case_id"), _actions.c.status == "scheduled")
+_IS_SCHEDULED = (_actions.c.id == _param("b_id")) & (_actions.c.status == "scheduled")
+_CANCEL_ACTIONS = update(_actions).where(_IS_SCHEDULED).values(status="canceled")
+_MOVE_ACTIONS = update(_actions).where(_IS_SCHEDULED)
+_INSERT_ACTIONS = insert(_actions)
+_ACTION_STATUS = select(_actions.c.status).where(_actions.c.id == _param("action_id"))
+_SETTLE = update(_actions).where(_actions.c.id == _param("b_id"))
+_SETTLE_IF = _SETTLE.where(_actions.c.status == _param("b_was"))
+_LEDGER = select(
+    _ledger.c.credential_key,
+    _ledger.c.attempted_at,
+    _ledger.c.attempt_id,
+    _ledger.c.counted,
+    _ledger.c.never_retry,
+    _ledger.c.wait_until,
+).where(
+    _ledger.c.tenant_id == _param("tenant_id"),
+    _ledger.c.credential_key.in_(bindparam("keys", expanding=True)),
+    # Never-retry blocks are kept whatever their age.
+    (_ledger.c.attempted_at > _param("since")) | _ledger.c.never_retry.is_(True),
+)
+_INSERT_LEDGER = insert(_ledger)
+_INSERT_AUDIT = insert(_audit)
+_PAID_AT = select(_paid.c.paid_at).where(
+    _paid.c.tenant_id == _param("tenant_id"), _paid.c.invoice_id == _param("invoice_id")
+)
+_INSERT_PAID = insert(_paid)
+_FIND_EVENT = select(_events.c.outcome, _events.c.case_ids).where(
+    _events.c.tenant_id == _param("tenant_id"), _events.c.event_id == _param("event_id")
+)
+_INSERT_EVENT = insert(_events)
+
+
+def _execute(session: Session, statement: Any, params: Any = None) -> Any:
+    # Straight to the transaction's connection: Core statements need none of the ORM's
+    # per-execution work (these tables are never touched through the ORM in the same unit).
+    return session.connection().execute(statement, params)
+
 
 class CaseRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._rows: dict[str, CaseRow] = {}
+        # The version each case was read at in this unit of work: a save updates only a case
+        # read here, and only if nobody changed it since.
+        self._versions: dict[str, int] = {}
+        self._opened: set[str] = set()
 
     def get(self, tenant_id: str, case_id: str, *, lock: bool = False) -> RecoveryCase | None:
-        row = self.session.get(CaseRow, case_id, with_for_update=lock or None)
-        if row is None or row.tenant_id != tenant_id:
-            return None
-        return self._load(row)
+        query = _CASE_BY_ID_LOCKED if lock else _CASE_BY_ID
+        found = self._select(query, {"case_id": case_id, "tenant_id": tenant_id})
+        return found[0] if found else None
 
     def by_invoice(
         self, tenant_id: str, invoice_id: str, *, lock: bool = False
     ) -> RecoveryCase | None:
-        query = select(CaseRow).where(
-            CaseRow.tenant_id == tenant_id, CaseRow.invoice_id == invoice_id
-        )
         # FOR UPDATE on PostgreSQL: writers of one case queue up instead of failing on the
         # version check (SQLite's BEGIN IMMEDIATE already serializes every writer).
-        row = self.session.scalars(query.with_for_update() if lock else query).one_or_none()
-        return None if row is None else self._load(row)
+        query = _CASE_BY_INVOICE_LOCKED if lock else _CASE_BY_INVOICE
+        found = self._select(query, {"tenant_id": tenant_id, "invoice_id": invoice_id})
+        return found[0] if found else None
 
     def open_by(
         self,
@@ -55,26 +134,27 @@ class CaseRepository:
         subscription_id: str | None = None,
         lock: bool = False,
     ) -> list[RecoveryCase]:
-        query = select(CaseRow).where(CaseRow.tenant_id == tenant_id, CaseRow.status == "open")
+        query = _CASE_COLUMNS.where(_cases.c.tenant_id == tenant_id, _cases.c.status == "open")
         if customer_id is not None:
-            query = query.where(CaseRow.customer_id == customer_id)
+            query = query.where(_cases.c.customer_id == customer_id)
         if subscription_id is not None:
-            query = query.where(CaseRow.subscription_id == subscription_id)
-        query = query.order_by(CaseRow.opened_at, CaseRow.id)
-        return [
-            self._load(row)
-            for row in self.session.scalars(query.with_for_update() if lock else query)
-        ]
+            query = query.where(_cases.c.subscription_id == subscription_id)
+        query = query.order_by(_cases.c.opened_at, _cases.c.id)
+        return self._select(query.with_for_update() if lock else query)
 
-    def _load(self, row: CaseRow) -> RecoveryCase:
-        self._rows[row.id] = row
-        return case_from_dict(row.state)
+    def _select(self, query: Any, params: dict[str, Any] | None = None) -> list[RecoveryCase]:
+        cases = []
+        found = _execute(self.session, query, params)
+        for case_id, state, version in found:
+            self._versions[case_id] = version
+            cases.append(case_from_dict(state))
+        return cases
 
     def save(self, case: RecoveryCase, now: datetime) -> None:
         """Insert or update; the version column makes a concurrent writer fail, not overwrite."""
-        # Only a row this unit of work loaded is updated; any other save is an insert, so a
+        # Only a case this unit of work read is updated; any other save is an insert, so a
         # case opened concurrently elsewhere fails the insert instead of being overwritten.
-        row = self._rows.get(case.id)
+        version = self._versions.get(case.id)
         next_action = case.next_action
         columns: dict[str, Any] = dict(
             tenant_id=case.tenant_id,
@@ -93,13 +173,23 @@ class CaseRepository:
             state=case_to_dict(case),
             updated_at=now,
         )
-        if row is None:
-            row = CaseRow(id=case.id, **columns)
-            self.session.add(row)
-            self._rows[case.id] = row
-        else:
-            for name, value in columns.items():
-                setattr(row, name, value)
+        if version is None:
+            _execute(self.session, _INSERT_CASE, {"id": case.id, "version": 1, **columns})
+            self._versions[case.id] = 1
+            self._opened.add(case.id)
+            return
+        result = _execute(
+            self.session,
+            _UPDATE_CASE,
+            {"b_id": case.id, "b_version": version, "version": version + 1, **columns},
+        )
+        if result.rowcount != 1:
+            raise StaleDataError(f"case {case.id} changed since version {version}")
+        self._versions[case.id] = version + 1
+
+    def opened_here(self, case_id: str) -> bool:
+        """Whether this unit of work inserted the case (so it has no action rows yet)."""
+        return case_id in self._opened
 
     def list(
         self,
@@ -125,45 +215,94 @@ class CaseRepository:
         return [case_from_dict(row.state) for row in self.session.scalars(query)]
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledRow:
+    """A scheduled action row as sync sees it."""
+
+    id: int
+    key: str
+    type: str
+    due_at: datetime
+    rule: str
+    reason: str
+
+
 class ActionRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
     def sync(
-        self, case: RecoveryCase, now: datetime
-    ) -> list[tuple[str, PlannedAction | ActionRow]]:
-        """Make the scheduled rows of a case match its plan.
+        self, case: RecoveryCase, now: datetime, *, opened_here: bool = False
+    ) -> list[tuple[str, PlannedAction | ScheduledRow]]:
+        """Make the scheduled rows of a case match its plan, in at most three statements.
 
+        `opened_here`: the case was inserted in this transaction, so it has no rows to read.
         Returns what changed, as (scheduled | rescheduled | canceled, action) for the audit.
         """
-        rows = {
-            row.key: row
-            for row in self.session.scalars(
-                select(ActionRow).where(
-                    ActionRow.case_id == case.id, ActionRow.status == "scheduled"
-                )
-            )
-        }
+        rows = {} if opened_here else {row.key: row for row in self.scheduled(case.id)}
         wanted = {p.key: p for p in case.plan}
-        changes: list[tuple[str, PlannedAction | ActionRow]] = []
+        changes: list[tuple[str, PlannedAction | ScheduledRow]] = []
+        canceled: list[dict[str, Any]] = []
+        moved: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
         for key, row in rows.items():
             if key not in wanted:
-                row.status, row.updated_at = "canceled", now
+                canceled.append({"b_id": row.id, "updated_at": now})
                 changes.append(("canceled", row))
         for key, planned in wanted.items():
-            row = rows.get(key)
-            if row is None:
-                self.session.add(self._row(case, planned, now))
+            found = rows.get(key)
+            if found is None:
+                added.append(self._row(case, planned, now))
                 changes.append(("scheduled", planned))
-            elif (row.due_at, row.reason) != (planned.due_at, planned.reason):
-                row.due_at, row.rule, row.reason = planned.due_at, planned.rule, planned.reason
-                row.updated_at = now
+            elif (found.due_at, found.reason) != (planned.due_at, planned.reason):
+                moved.append(
+                    {
+                        "b_id": found.id,
+                        "due_at": planned.due_at,
+                        "rule": planned.rule,
+                        "reason": planned.reason,
+                        "updated_at": now,
+                    }
+                )
                 changes.append(("rescheduled", planned))
+        if canceled:
+            _execute(self.session, _CANCEL_ACTIONS, canceled)
+        if moved:
+            _execute(self.session, _MOVE_ACTIONS, moved)
+        if added:
+            _execute(self.session, _INSERT_ACTIONS, added)
         return changes
 
+    def scheduled(self, case_id: str) -> list[ScheduledRow]:
+        found = _execute(self.session, _SCHEDULED, {"case_id": case_id})
+        return [ScheduledRow(*row) for row in found]
+
+    def status(self, action_id: int) -> str | None:
+        found = _execute(self.session, _ACTION_STATUS, {"action_id": action_id})
+        return cast(str | None, found.scalar_one_or_none())
+
+    def settle(
+        self,
+        action_id: int,
+        status: str,
+        now: datetime,
+        *,
+        was: str | None,
+        effects: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Set one action row's status (only if it is `was`, unless None); False if no row
+        was changed."""
+        values: dict[str, Any] = {"b_id": action_id, "status": status, "updated_at": now}
+        if effects is not None:
+            values["effects"] = effects
+        if was is not None:
+            values["b_was"] = was
+        result = _execute(self.session, _SETTLE if was is None else _SETTLE_IF, values)
+        return bool(result.rowcount)
+
     @staticmethod
-    def _row(case: RecoveryCase, planned: PlannedAction, now: datetime) -> ActionRow:
-        return ActionRow(
+    def _row(case: RecoveryCase, planned: PlannedAction, now: datetime) -> dict[str, Any]:
+        return dict(
             tenant_id=case.tenant_id,
             case_id=case.id,
             key=planned.key,
@@ -182,8 +321,10 @@ class ActionRepository:
         self, tenant_id: str, case_id: str, key: str, effects: list[dict[str, Any]], now: datetime
     ) -> None:
         """Effects decided outside a due action (an escalation, a reinstatement): an outbox row."""
-        self.session.add(
-            ActionRow(
+        _execute(
+            self.session,
+            _INSERT_ACTIONS,
+            dict(
                 tenant_id=tenant_id,
                 case_id=case_id,
                 key=key,
@@ -196,7 +337,7 @@ class ActionRepository:
                 effects=effects,
                 created_at=now,
                 updated_at=now,
-            )
+            ),
         )
 
     def due(self, now: datetime, limit: int) -> Sequence[ActionRow]:
@@ -217,6 +358,71 @@ class ActionRepository:
 
     def get(self, action_id: int) -> ActionRow | None:
         return self.session.get(ActionRow, action_id)
+
+    def by_ids(self, action_ids: Sequence[int]) -> Sequence[ActionRow]:
+        return self.session.scalars(
+            select(ActionRow).where(ActionRow.id.in_(action_ids)).order_by(ActionRow.id)
+        ).all()
+
+    def undispatched(self, now: datetime, limit: int) -> Sequence[tuple[ActionRow, str | None]]:
+        """Due rows no durable workflow carries yet, with the provider of their case.
+
+        `running` rows without a workflow are effects an external event asked for (or rows
+        the embedded runner left behind): they are carried out too.
+        """
+        provider = CaseRow.state["decline"]["provider"].as_string()
+        query = (
+            select(ActionRow, provider)
+            .join(CaseRow, CaseRow.id == ActionRow.case_id)
+            .where(
+                ActionRow.workflow_id.is_(None),
+                or_(
+                    and_(ActionRow.status == "scheduled", ActionRow.due_at <= now),
+                    ActionRow.status == "running",
+                ),
+            )
+            .order_by(ActionRow.due_at, ActionRow.id)
+            .limit(limit)
+        )
+        return [(row, name) for row, name in self.session.execute(query)]
+
+    def stale_dispatches(self, before: datetime, limit: int) -> dict[str, list[int]]:
+        """Workflows handed rows before `before` that still have work: {workflow id: row ids}."""
+        query = (
+            select(ActionRow.workflow_id, ActionRow.id)
+            .where(
+                ActionRow.workflow_id.is_not(None),
+                ActionRow.status.in_(("scheduled", "running")),
+                ActionRow.dispatched_at < before,
+            )
+            .order_by(ActionRow.id)
+            .limit(limit)
+        )
+        found: dict[str, list[int]] = {}
+        for workflow_id, action_id in self.session.execute(query):
+            assert workflow_id is not None
+            found.setdefault(workflow_id, []).append(action_id)
+        return found
+
+    def claim_notice_send(
+        self, tenant_id: str, case_id: str, notice_id: str, now: datetime
+    ) -> bool:
+        """Record that a notice goes to its channel now; False if it went (or began to) before."""
+        if self.session.get(NoticeSend, notice_id) is not None:
+            return False
+        self.session.add(
+            NoticeSend(notice_id=notice_id, tenant_id=tenant_id, case_id=case_id, started_at=now)
+        )
+        self.session.flush()
+        return True
+
+    def dispatch(self, action_ids: Sequence[int], workflow_id: str | None, now: datetime) -> None:
+        """Record (or, with None, clear) the workflow that carries these rows."""
+        self.session.execute(
+            update(ActionRow)
+            .where(ActionRow.id.in_(action_ids))
+            .values(workflow_id=workflow_id, dispatched_at=now if workflow_id else None)
+        )
 
     def next_due_at(self) -> datetime | None:
         return self.session.scalars(
@@ -242,31 +448,19 @@ class LedgerRepository:
         # A little more than the 30-day window: entries dated up to a day ahead (clock skew)
         # and the window's edge both stay visible.
         since = now - LEDGER_HORIZON - timedelta(days=1)
-        rows = self.session.scalars(
-            select(LedgerRow).where(
-                LedgerRow.tenant_id == tenant_id,
-                LedgerRow.credential_key.in_(sorted(credential_keys)),
-                # Never-retry blocks are kept whatever their age.
-                (LedgerRow.attempted_at > since) | LedgerRow.never_retry.is_(True),
-            )
+        rows = _execute(
+            self.session,
+            _LEDGER,
+            {"tenant_id": tenant_id, "keys": sorted(credential_keys), "since": since},
         )
-        return AttemptLedger(
-            tuple(
-                LedgerEntry(
-                    r.credential_key,
-                    r.attempted_at,
-                    r.attempt_id,
-                    r.counted,
-                    r.never_retry,
-                    r.wait_until,
-                )
-                for r in rows
-            )
-        )
+        return AttemptLedger(tuple(LedgerEntry(*row) for row in rows))
 
     def add(self, tenant_id: str, case_id: str, entry: LedgerEntry) -> None:
-        self.session.add(
-            LedgerRow(
+        self.add_many(tenant_id, case_id, [entry])
+
+    def add_many(self, tenant_id: str, case_id: str, entries: Iterable[LedgerEntry]) -> None:
+        rows = [
+            dict(
                 tenant_id=tenant_id,
                 credential_key=entry.credential_key,
                 attempted_at=entry.attempted_at,
@@ -276,17 +470,25 @@ class LedgerRepository:
                 never_retry=entry.never_retry,
                 wait_until=entry.wait_until,
             )
-        )
+            for entry in entries
+        ]
+        if rows:
+            _execute(self.session, _INSERT_LEDGER, rows)
 
     def uncount(self, attempt_id: str) -> None:
-        self.session.execute(
-            update(LedgerRow).where(LedgerRow.attempt_id == attempt_id).values(counted=False)
+        _execute(
+            self.session,
+            update(_ledger).where(_ledger.c.attempt_id == attempt_id).values(counted=False),
         )
 
 
 class AuditRepository:
+    """Entries are collected by `add` and written as one executemany by `flush`, which the
+    unit of work's commit and a read of the trail call: an event writes about ten."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._pending: list[dict[str, Any]] = []
 
     def add(
         self,
@@ -299,8 +501,8 @@ class AuditRepository:
         data: dict[str, Any],
         event_id: str | None = None,
     ) -> None:
-        self.session.add(
-            AuditEntry(
+        self._pending.append(
+            dict(
                 tenant_id=tenant_id,
                 case_id=case_id,
                 at=at,
@@ -312,7 +514,13 @@ class AuditRepository:
             )
         )
 
+    def flush(self) -> None:
+        if self._pending:
+            rows, self._pending = self._pending, []
+            _execute(self.session, _INSERT_AUDIT, rows)
+
     def for_case(self, case_id: str) -> Sequence[AuditEntry]:
+        self.flush()
         return self.session.scalars(
             select(AuditEntry).where(AuditEntry.case_id == case_id).order_by(AuditEntry.id)
         ).all()
@@ -323,26 +531,60 @@ class InvoiceRepository:
         self.session = session
 
     def paid_at(self, tenant_id: str, invoice_id: str) -> datetime | None:
-        row = self.session.get(PaidInvoice, (tenant_id, invoice_id))
-        return None if row is None else row.paid_at
+        found = _execute(self.session, _PAID_AT, {"tenant_id": tenant_id, "invoice_id": invoice_id})
+        return cast(datetime | None, found.scalar_one_or_none())
 
     def mark_paid(self, tenant_id: str, invoice_id: str, at: datetime, event_id: str) -> None:
-        if self.session.get(PaidInvoice, (tenant_id, invoice_id)) is None:
-            self.session.add(
-                PaidInvoice(
-                    tenant_id=tenant_id, invoice_id=invoice_id, paid_at=at, event_id=event_id
-                )
+        if self.paid_at(tenant_id, invoice_id) is None:
+            _execute(
+                self.session,
+                _INSERT_PAID,
+                dict(tenant_id=tenant_id, invoice_id=invoice_id, paid_at=at, event_id=event_id),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    outcome: str
+    case_ids: list[str]
 
 
 class EventRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def find(self, tenant_id: str, event_id: str) -> EventRow | None:
-        return self.session.scalars(
-            select(EventRow).where(EventRow.tenant_id == tenant_id, EventRow.event_id == event_id)
+    def find(self, tenant_id: str, event_id: str) -> EventRecord | None:
+        row = _execute(
+            self.session, _FIND_EVENT, {"tenant_id": tenant_id, "event_id": event_id}
         ).one_or_none()
+        return None if row is None else EventRecord(row.outcome, list(row.case_ids))
+
+    def add(
+        self,
+        tenant_id: str,
+        event_id: str,
+        type: str,
+        occurred_at: datetime,
+        received_at: datetime,
+        payload: dict[str, Any],
+        case_ids: list[str],
+        outcome: str,
+    ) -> None:
+        """Record an accepted event; the unique key refuses a second one with the same id."""
+        _execute(
+            self.session,
+            _INSERT_EVENT,
+            dict(
+                tenant_id=tenant_id,
+                event_id=event_id,
+                type=type,
+                occurred_at=occurred_at,
+                received_at=received_at,
+                payload=payload,
+                case_ids=case_ids,
+                outcome=outcome,
+            ),
+        )
 
 
 class TenantRepository:
@@ -358,13 +600,25 @@ class TenantRepository:
         return self.session.get(Tenant, tenant_id)
 
     def policy_name(self, tenant_id: str, storefront: str | None) -> str | None:
-        rows = {
-            row.storefront: row.policy_name
-            for row in self.session.scalars(
-                select(PolicyAssignment).where(PolicyAssignment.tenant_id == tenant_id)
-            )
-        }
+        rows = self.policy_assignments(tenant_id)
         return rows.get(storefront or "", rows.get(""))
+
+    def policy_assignments(self, tenant_id: str) -> dict[str, str]:
+        """storefront -> policy name; storefront '' is the tenant's default."""
+        query = select(_assignments.c.storefront, _assignments.c.policy_name).where(
+            _assignments.c.tenant_id == tenant_id
+        )
+        return {storefront: name for storefront, name in self.session.execute(query)}
+
+    def id_by_key_hash(self, key_hash: str) -> str | None:
+        return self.session.execute(
+            select(_tenants.c.id).where(_tenants.c.api_key_hash == key_hash)
+        ).scalar_one_or_none()
+
+    def visa_rule(self, tenant_id: str) -> str | None:
+        return self.session.execute(
+            select(_tenants.c.visa_rule).where(_tenants.c.id == tenant_id)
+        ).scalar_one_or_none()
 
 
 class DeadLetterRepository:

@@ -129,6 +129,7 @@ class ActionRow(Base):
         ),
         Index("ix_actions_case", "case_id", "id"),
         Index("ix_actions_status_due", "status", "due_at"),
+        Index("ix_actions_workflow", "workflow_id"),
     )
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(Id)
@@ -141,6 +142,9 @@ class ActionRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]]
     effects: Mapped[list[Any]]  # what running it asked for: re-run after a crash
+    # The durable workflow carrying it out (set by the dispatcher; null in the embedded runner).
+    workflow_id: Mapped[str | None] = mapped_column(String(120))
+    dispatched_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -175,6 +179,18 @@ class LedgerRow(Base):
     counted: Mapped[bool] = mapped_column(Boolean, default=True)
     never_retry: Mapped[bool] = mapped_column(Boolean, default=False)
     wait_until: Mapped[datetime | None]
+
+
+class NoticeSend(Base):
+    """A notice handed to its channel, written before the hand-over: a re-run after a crash
+    finds it and does not send a second message (at most once; the interrupted one is
+    recorded as a failed delivery with the reason)."""
+
+    __tablename__ = "notice_sends"
+    notice_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Id)
+    case_id: Mapped[str] = mapped_column(Id)
+    started_at: Mapped[datetime]
 
 
 class PaidInvoice(Base):

@@ -45,6 +45,7 @@ class UnitOfWork:
         self.session.close()
 
     def commit(self) -> None:
+        self.audit.flush()  # entries are batched until here (or until the trail is read)
         self.session.commit()
 
     def rollback(self) -> None:

@@ -1,0 +1,240 @@
+"""`dunwell history` and `dunwell scoring`: import past attempts, train and show retry models.
+
+    dunwell history import FILE          validate and keep past attempts (bad rows reported)
+    dunwell scoring train                train on every imported history file; a new version
+    dunwell scoring train --history FILE train on one file directly
+    dunwell scoring show [--version V]   a model's manifest: metrics, calibration, importances
+
+Models and imported history live under DUNWELL_MODEL_DIR (default ./models): `history/` holds
+the imported files, `0001/`, `0002/`, ... the model versions. See docs/scoring.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dunwell.settings import Settings
+
+history_app = typer.Typer(
+    help="Past charge attempts, the model's training data.", no_args_is_help=True
+)
+scoring_app = typer.Typer(help="The learned retry model.", no_args_is_help=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ModelDir = Annotated[
+    Path | None,
+    typer.Option(help="models and imported history (default: DUNWELL_MODEL_DIR or ./models)"),
+]
+
+
+def _root(model_dir: Path | None) -> Path:
+    return model_dir or Settings().model_dir or Path("models")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(history_app, name="history")
+    app.add_typer(scoring_app, name="scoring")
+    app.command("backtest")(backtest_command)
+
+
+def backtest_command(
+    history: Annotated[Path, typer.Option(help="past attempts, CSV (docs/scoring.md)")],
+    policy: Annotated[str, typer.Option(help="a policy name (dunwell policy list) or a YAML file")],
+    version: Annotated[str | None, typer.Option(help="model version (default: the newest)")] = None,
+    model_dir: ModelDir = None,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Replay past failures under a candidate policy, counterfactually, with the learned model."""
+    from dunwell.domain.policy import PolicyError
+    from dunwell.policies import load_policies, load_policy_file
+    from dunwell.scoring.backtest import backtest
+    from dunwell.scoring.history import HistoryError, read_history
+    from dunwell.scoring.store import ModelStore, ModelStoreError
+
+    try:
+        if policy.endswith((".yaml", ".yml")) or Path(policy).is_file():
+            candidate = load_policy_file(Path(policy))
+        else:
+            candidate = load_policies(Settings().policy_dir)[policy]
+    except KeyError:
+        err.print(f"unknown policy {policy!r} (see: dunwell policy list)", markup=False)
+        raise typer.Exit(2) from None
+    except PolicyError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    try:
+        rows, bad = read_history(history)
+        scorer = ModelStore(_root(model_dir)).load(version)
+    except (HistoryError, ModelStoreError) as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    if bad:
+        err.print(f"{history}: {len(bad)} bad rows left out (dunwell history import shows why)")
+    result = backtest(rows, candidate, scorer, seed)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    past, new, change = result["past_schedule"], result["candidate_policy"], result["change"]
+    low_high = change["revenue_lift_90pct"] or [0.0, 0.0]
+    out.print(
+        f"{result['cases']} past cases, model {result['model']}, policy {result['policy']}:\n"
+        f"  as it happened (model's estimate): {past['expected_recovery_rate']:.1%} recovered, "
+        f"{past['expected_attempts_per_case']:.2f} attempts per case "
+        f"(observed: {result['observed']['recovered']} cases recovered)\n"
+        f"  under the policy: {new['expected_recovery_rate']:.1%} recovered, "
+        f"{new['expected_attempts_per_case']:.2f} attempts per case\n"
+        f"  revenue: {change['revenue_lift'] or 0:+.1%} "
+        f"(90% interval {low_high[0]:+.1%} to {low_high[1]:+.1%})\n"
+        "  assumptions: " + "; ".join(result["assumptions"])
+    )
+
+
+@history_app.command("import")
+def history_import(
+    file: Annotated[Path, typer.Argument(help="CSV, one row per charge (docs/scoring.md)")],
+    model_dir: ModelDir = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="also write the bad rows' line numbers and reasons here")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
+) -> None:
+    """Validate past attempts and keep the good rows; every bad row is reported, none kept."""
+    from dunwell.scoring.history import HistoryError, read_history, write_history
+
+    try:
+        rows, bad = read_history(file)
+    except HistoryError as exc:
+        err.print(f"[red]cannot import[/]: {exc}", markup=True)
+        raise typer.Exit(2) from None
+    target = _root(model_dir) / "history"
+    kept = 0
+    saved: Path | None = None
+    if rows:
+        existing = sorted(target.glob("import-*.csv")) if target.is_dir() else []
+        saved = target / f"import-{len(existing) + 1:04d}.csv"
+        kept = write_history(saved, rows)
+    if rejects is not None:
+        rejects.write_text(
+            "line,reason\n"
+            + "".join(f'{b.line},"{b.reason.replace(chr(34), chr(39))}"\n' for b in bad)
+        )
+    summary = {
+        "file": str(file),
+        "kept": kept,
+        "rejected": len(bad),
+        "saved_as": str(saved) if saved else None,
+        "bad_rows": [{"line": b.line, "reason": b.reason} for b in bad],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        out.print(
+            f"kept {kept} rows" + (f" in {saved}" if saved else "") + f", rejected {len(bad)}"
+        )
+        for b in bad[:50]:
+            err.print(f"  line {b.line}: {b.reason}", markup=False)
+        if len(bad) > 50:
+            err.print(f"  ... and {len(bad) - 50} more (--rejects FILE lists them all)")
+    if not rows:
+        raise typer.Exit(1)
+
+
+@scoring_app.command("train")
+def scoring_train(
+    history: Annotated[
+        list[Path] | None,
+        typer.Option(help="history CSV to train on (repeatable); default: every imported file"),
+    ] = None,
+    model_dir: ModelDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest")] = False,
+) -> None:
+    """Train a new model version on the history; its validation metrics go beside it."""
+    from dunwell.scoring.history import HistoryError, read_history
+    from dunwell.scoring.model import NotEnoughHistory, train
+    from dunwell.scoring.store import ModelStore
+
+    root = _root(model_dir)
+    files = list(history or sorted((root / "history").glob("*.csv")))
+    if not files:
+        err.print("no history: import some first (dunwell history import FILE) or pass --history")
+        raise typer.Exit(2)
+    rows = []
+    for file in files:
+        try:
+            good, bad = read_history(file)
+        except HistoryError as exc:
+            err.print(f"[red]cannot read[/]: {exc}")
+            raise typer.Exit(2) from None
+        if bad:
+            err.print(f"{file}: {len(bad)} bad rows left out (dunwell history import shows why)")
+        rows.extend(good)
+    store = ModelStore(root)
+    try:
+        scorer, manifest = train(rows, version=store.next_version())
+    except NotEnoughHistory as exc:
+        err.print(f"[red]cannot train[/]: {exc}")
+        raise typer.Exit(2) from None
+    manifest["history_files"] = [str(f) for f in files]
+    version = store.save(scorer, manifest)
+    if as_json:
+        typer.echo(json.dumps(store.manifest(version), indent=2, sort_keys=True))
+    else:
+        _show(store.manifest(version))
+
+
+@scoring_app.command("show")
+def scoring_show(
+    version: Annotated[str | None, typer.Option(help="default: the newest")] = None,
+    model_dir: ModelDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest")] = False,
+) -> None:
+    """A model version's manifest: rows, AUC, calibration, feature importances."""
+    from dunwell.scoring.store import ModelStore, ModelStoreError
+
+    store = ModelStore(_root(model_dir))
+    try:
+        manifest = store.manifest(version)
+    except ModelStoreError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+    else:
+        _show(manifest)
+
+
+def _show(manifest: dict[str, Any]) -> None:
+    v = manifest["validation"]
+    auc = "-" if v["auc"] is None else f"{v['auc']:.3f}"
+    out.print(
+        f"model {manifest['version']}: {manifest['rows']} attempts ({manifest['approved']} "
+        f"approved) of {manifest['cases']} cases, {manifest['history_from'][:10]} to "
+        f"{manifest['history_to'][:10]}; out-of-time validation on {v['rows']} attempts: "
+        f"AUC {auc}, Brier {v['brier']:.4f} (base rate {v['base_rate']:.3f})"
+    )
+    calibration = Table(title="calibration (validation)")
+    for column in ("predicted p", "rows", "mean predicted", "observed"):
+        calibration.add_column(column, justify="right")
+    for b in v["calibration"]:
+        calibration.add_row(
+            f"{b['from']:.1f}-{b['to']:.1f}",
+            str(b["rows"]),
+            f"{b['predicted']:.3f}",
+            f"{b['observed']:.3f}",
+        )
+    out.print(calibration)
+    importances = Table(title="permutation importance (drop in validation AUC)")
+    importances.add_column("feature")
+    importances.add_column("importance", justify="right")
+    ranked = sorted(v["feature_importances"].items(), key=lambda item: -item[1])
+    for name, value in ranked:
+        importances.add_row(name, f"{value:.4f}")
+    out.print(importances)

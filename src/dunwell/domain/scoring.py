@@ -1,0 +1,279 @@
+"""Learned retry timing, the pure part: features, the scorer port, and the best time.
+
+The model itself lives in the shell (`dunwell.scoring`); the core only sees a `RetryScorer`,
+a value in `Context` that maps features to the probability that a charge succeeds. The same
+`retry_features` function builds the features when the model is trained (from past attempts)
+and when a retry is planned (for each candidate time), so the two cannot drift apart.
+
+`best_time` scores candidate times and picks the earliest one whose probability is within a
+tolerance of the best: an explainable choice ("p=0.41 at 09:00 Europe/Berlin on the 1st, vs
+0.12 now") that does not wait days for a sliver of probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from dunwell.domain.case import RecoveryCase
+from dunwell.domain.durations import format_duration
+from dunwell.domain.policy import Align, LanePolicy, Timing
+from dunwell.domain.timing import RetryTime, customer_zone, likely_paydays
+
+# The order the model sees them in; categorical ones are strings.
+FEATURE_NAMES: tuple[str, ...] = (
+    "lane",
+    "code",
+    "amount_minor",
+    "attempt_number",
+    "hours_since_failure",
+    "local_hour",
+    "weekday",
+    "day_of_month",
+    "days_since_payday",
+    "days_to_payday",
+    "brand",
+    "country",
+    "segment",
+)
+CATEGORICAL: frozenset[str] = frozenset({"lane", "code", "brand", "country", "segment"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFeatures:
+    """What is known about one charge before it is sent: nothing a deployment cannot see."""
+
+    lane: str
+    code: str  # the last decline code before this charge ("" when unknown)
+    amount_minor: int
+    attempt_number: int  # 1 = the first retry dunwell makes
+    hours_since_failure: float  # since the failure that opened the case
+    local_hour: int  # in the customer's timezone (UTC when unknown)
+    weekday: int  # 0 = Monday, local
+    day_of_month: int  # local
+    days_since_payday: int  # since the last likely payday (1st, 15th, last business day)
+    days_to_payday: int  # to the next likely payday
+    brand: str
+    country: str
+    segment: str
+
+    def values(self) -> tuple[str | int | float, ...]:
+        d = asdict(self)
+        return tuple(d[name] for name in FEATURE_NAMES)
+
+
+def retry_features(
+    *,
+    lane: str,
+    code: str | None,
+    amount_minor: int,
+    attempt_number: int,
+    failed_at: datetime,
+    at: datetime,
+    timezone: str | None,
+    brand: str | None,
+    country: str | None,
+    segment: str | None,
+) -> RetryFeatures:
+    zone = customer_zone(timezone)
+    local = at.astimezone(zone)
+    day = local.date()
+    since, to = _payday_distance(day)
+    return RetryFeatures(
+        lane=lane,
+        code=(code or "").strip().lower(),
+        amount_minor=amount_minor,
+        attempt_number=attempt_number,
+        hours_since_failure=round(max((at - failed_at).total_seconds(), 0.0) / 3600, 2),
+        local_hour=local.hour,
+        weekday=local.weekday(),
+        day_of_month=local.day,
+        days_since_payday=since,
+        days_to_payday=to,
+        brand=(brand or "").strip().lower(),
+        country=(country or "").strip().upper(),
+        segment=(segment or "").strip().lower(),
+    )
+
+
+def _payday_distance(day: date) -> tuple[int, int]:
+    around = likely_paydays(day - timedelta(days=31), day + timedelta(days=31))
+    before = max(d for d in around if d <= day)
+    after = min(d for d in around if d >= day)
+    return (day - before).days, (after - day).days
+
+
+class RetryScorer(Protocol):
+    """A trained model as the core sees it: a version and probabilities of success."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def rows(self) -> int:
+        """How many past attempts it was trained on (cold start below the policy's minimum)."""
+        ...
+
+    def score(self, features: Sequence[RetryFeatures]) -> list[float]:
+        """One probability per feature row, in order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    at: datetime
+    probability: float
+    now_at: datetime
+    now_probability: float
+    best_probability: float  # the highest in the window (the choice is within tolerance of it)
+
+
+def candidate_times(
+    earliest: datetime,
+    latest: datetime,
+    zone: ZoneInfo,
+    local_hours: tuple[int, int],
+    step: timedelta = timedelta(hours=1),
+) -> list[datetime]:
+    """Whole local hours in [earliest, latest] inside the customer's contact hours."""
+    if latest < earliest:
+        return []
+    first = earliest.astimezone(zone)
+    if first.minute or first.second or first.microsecond:
+        first = first.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    out: list[datetime] = []
+    at = first.astimezone(ZoneInfo("UTC"))
+    while at <= latest:
+        local = at.astimezone(zone)
+        if local_hours[0] <= local.hour < local_hours[1]:
+            out.append(at)
+        at += step
+    return out
+
+
+def best_time(
+    now: datetime,
+    candidates: Sequence[datetime],
+    features_at: _FeaturesAt,
+    scorer: RetryScorer,
+    tolerance: float = 0.05,
+) -> Choice | None:
+    """Score `now` and every candidate; the earliest candidate within `tolerance` (relative)
+    of the best probability wins. None when there is no candidate."""
+    if not candidates:
+        return None
+    rows = [features_at(now)] + [features_at(at) for at in candidates]
+    probabilities = scorer.score(rows)
+    p_now, scored = probabilities[0], list(zip(candidates, probabilities[1:], strict=True))
+    best = max(p for _, p in scored)
+    at, p = next((at, p) for at, p in scored if p >= best * (1 - tolerance))
+    return Choice(at, p, now, p_now, best)
+
+
+class _FeaturesAt(Protocol):
+    def __call__(self, at: datetime, /) -> RetryFeatures: ...
+
+
+def describe(choice: Choice, zone: ZoneInfo, version: str) -> str:
+    local = choice.at.astimezone(zone)
+    return (
+        f"model {version}: p={choice.probability:.2f} at {local:%H:%M} {zone.key} on "
+        f"{local:%a %d %b}, vs {choice.now_probability:.2f} now"
+    )
+
+
+def case_features_at(case: RecoveryCase, at: datetime) -> RetryFeatures:
+    """The features of the case's next charge if it were sent at `at`."""
+    return retry_features(
+        lane=case.lane.value,
+        code=case.decline.provider_code,
+        amount_minor=case.amount.amount_minor,
+        attempt_number=case.attempts_made + 1,
+        failed_at=case.opened_at,
+        at=at,
+        timezone=case.customer.timezone,
+        brand=case.payment_method.brand,
+        country=case.customer.country,
+        segment=case.customer.segment,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NoRetry:
+    """The model sees no hour worth a charge before the case ends."""
+
+    rule: str
+    reason: str
+
+
+def learned_retry_at(
+    case: RecoveryCase,
+    lane_policy: LanePolicy,
+    timing: Timing,
+    now: datetime,
+    scorer: RetryScorer | None,
+) -> RetryTime | NoRetry | None:
+    """The model's time for the case's next retry; None when the rules decide (cold start, not
+    a learned lane, no retry left); `NoRetry` when no window has an hour worth a charge.
+
+    The window opens at the retry's offset (or now, if later) and lasts
+    `timing.learned_window`, never reaching into the next retry's offset. A window whose best
+    expected recovery (probability x amount) is below `timing.learned_min_value_minor` is
+    skipped for the next one, until the case ends: cheap, hopeless charges are not made."""
+    if lane_policy.align is not Align.LEARNED:
+        return None
+    if scorer is None or scorer.rows < timing.learned_min_rows:
+        return None
+    n = case.attempts_made
+    if n >= lane_policy.max_attempts or n >= len(lane_policy.retries):
+        return None
+    zone = customer_zone(case.customer.timezone)
+    offset = lane_policy.retries[n]
+    end = case.opened_at + lane_policy.end_after - timedelta(hours=1)
+    earliest = max(case.opened_at + offset, now)
+    latest = earliest + timing.learned_window
+    if n + 1 < len(lane_policy.retries):  # never past the next retry's own offset
+        latest = min(latest, max(case.opened_at + lane_policy.retries[n + 1], earliest))
+    amount = case.amount.amount_minor
+    rule = f"policy.lanes.{case.lane.value}.retries[{n}] + model {scorer.version}"
+    skipped: list[Choice] = []
+    while earliest <= end:
+        candidates = candidate_times(earliest, min(latest, end), zone, timing.local_hours)
+        choice = best_time(
+            now,
+            candidates,
+            lambda at: case_features_at(case, at),
+            scorer,
+            timing.learned_tolerance,
+        )
+        if (
+            choice is not None
+            and choice.best_probability * amount >= timing.learned_min_value_minor
+        ):
+            break
+        if choice is not None:
+            skipped.append(choice)
+        earliest = latest + timedelta(hours=1)
+        latest = earliest + timing.learned_window
+    else:
+        best = max((c.best_probability for c in skipped), default=0.0)
+        return NoRetry(
+            rule + " + timing.learned_min_value_minor",
+            f"no retry: the model's best chance before the case ends is p={best:.2f}, worth "
+            f"{best * amount:.0f} of {amount} minor units, below the policy's "
+            f"{timing.learned_min_value_minor}",
+        )
+    total = min(lane_policy.max_attempts, len(lane_policy.retries))
+    reason = (
+        f"retry {n + 1} of {total} for lane {case.lane.value}: the best hour from "
+        f"{format_duration(offset)} after the first failure to "
+        f"{format_duration(timing.learned_window)} later; {describe(choice, zone, scorer.version)}"
+    )
+    if choice.probability < choice.best_probability:
+        reason += f" (best {choice.best_probability:.2f}, later)"
+    if skipped:
+        reason += f"; {len(skipped)} earlier window(s) skipped as not worth a charge"
+    return RetryTime(choice.at, rule, reason)

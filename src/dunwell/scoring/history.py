@@ -1,0 +1,201 @@
+"""Past charge attempts: one row per charge, the format `dunwell history import` reads.
+
+CSV with a header; the columns (see docs/scoring.md):
+
+| column | required | meaning |
+| --- | --- | --- |
+| case_id | yes | the failed invoice or case the charge belongs to |
+| first_failed_at | yes | ISO 8601 with an offset: the failure that opened the case |
+| attempted_at | yes | ISO 8601 with an offset: when this charge was sent |
+| attempt_number | yes | 1 for the first retry after the failure, 2 for the next, ... |
+| outcome | yes | approved or declined (provider errors are not attempts: leave them out) |
+| amount_minor | yes | the amount in minor units (cents) |
+| currency | no | ISO 4217 |
+| decline_code | no | the last decline code before this charge (the provider's) |
+| lane | no | dunwell's lane for that decline; classified from decline_code when empty |
+| provider | no | whose code table decline_code is in (default: stripe) |
+| card_brand, country | no | the card's brand, the customer's country (ISO 3166 alpha-2) |
+| timezone, segment | no | the customer's IANA timezone and segment |
+
+Bad rows are reported with their line number and reason and left out; good rows are kept
+(dead-letter style), so one typo does not throw away a year of history.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dunwell.domain.declines import classify_decline
+from dunwell.domain.events import DeclineReport
+from dunwell.domain.lanes import Lane
+
+REQUIRED = (
+    "case_id",
+    "first_failed_at",
+    "attempted_at",
+    "attempt_number",
+    "outcome",
+    "amount_minor",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    case_id: str
+    first_failed_at: datetime
+    attempted_at: datetime
+    attempt_number: int
+    outcome: str  # approved | declined
+    amount_minor: int
+    currency: str = ""
+    decline_code: str = ""
+    lane: str = ""
+    provider: str = ""
+    card_brand: str = ""
+    country: str = ""
+    timezone: str = ""
+    segment: str = ""
+
+    @property
+    def approved(self) -> bool:
+        return self.outcome == "approved"
+
+
+COLUMNS = tuple(f.name for f in fields(HistoryRow))
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    line: int  # in the file, the header is line 1
+    reason: str
+
+
+class HistoryError(ValueError):
+    """The file as a whole cannot be read (missing, not CSV, required columns absent)."""
+
+
+def read_history(path: Path) -> tuple[list[HistoryRow], list[BadRow]]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        raise HistoryError(
+            "Parquet needs pyarrow, polars or duckdb, none of which dunwell depends on: "
+            "export the table as CSV (the same columns) and import that"
+        )
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise HistoryError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise HistoryError(
+                f"{path}: missing required column(s) {', '.join(missing)} "
+                f"(have: {', '.join(header) or 'no header'})"
+            )
+        rows: list[HistoryRow] = []
+        bad: list[BadRow] = []
+        for index, raw in enumerate(reader, start=2):
+            clean = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
+            try:
+                rows.append(parse_row(clean))
+            except ValueError as exc:
+                bad.append(BadRow(reader.line_num if reader.line_num else index, str(exc)))
+    return rows, bad
+
+
+def parse_row(raw: dict[str, str]) -> HistoryRow:
+    problems: list[str] = []
+
+    def when(name: str) -> datetime | None:
+        value = raw.get(name, "")
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            problems.append(f"{name}: {value!r} is not an ISO 8601 time")
+            return None
+        if at.tzinfo is None:
+            problems.append(f"{name}: {value!r} has no UTC offset")
+            return None
+        return at
+
+    def integer(name: str, low: int) -> int | None:
+        value = raw.get(name, "")
+        try:
+            number = int(value)
+        except ValueError:
+            problems.append(f"{name}: {value!r} is not an integer")
+            return None
+        if number < low:
+            problems.append(f"{name}: {number} is below {low}")
+            return None
+        return number
+
+    case_id = raw.get("case_id", "")
+    if not case_id:
+        problems.append("case_id: empty")
+    failed_at, attempted_at = when("first_failed_at"), when("attempted_at")
+    if failed_at and attempted_at and attempted_at < failed_at:
+        problems.append("attempted_at: before first_failed_at")
+    number = integer("attempt_number", 1)
+    amount = integer("amount_minor", 0)
+    outcome = raw.get("outcome", "").lower()
+    if outcome not in ("approved", "declined"):
+        problems.append(f"outcome: {outcome!r} is not approved or declined")
+    lane = raw.get("lane", "")
+    if lane and lane not in {item.value for item in Lane}:
+        problems.append(f"lane: {lane!r} is not one of {[item.value for item in Lane]}")
+    zone = raw.get("timezone", "")
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone: {zone!r} is not an IANA timezone")
+    if problems:
+        raise ValueError("; ".join(problems))
+    assert failed_at and attempted_at and number is not None and amount is not None
+    code, provider, brand = (
+        raw.get("decline_code", ""),
+        raw.get("provider", ""),
+        raw.get("card_brand", ""),
+    )
+    if not lane:
+        report = DeclineReport(code or None, provider=provider or "stripe")
+        lane = classify_decline(report, brand or None).lane.value
+    return HistoryRow(
+        case_id=case_id,
+        first_failed_at=failed_at,
+        attempted_at=attempted_at,
+        attempt_number=number,
+        outcome=outcome,
+        amount_minor=amount,
+        currency=raw.get("currency", "").upper(),
+        decline_code=code,
+        lane=lane,
+        provider=provider,
+        card_brand=brand,
+        country=raw.get("country", "").upper(),
+        timezone=zone,
+        segment=raw.get("segment", ""),
+    )
+
+
+def write_history(path: Path, rows: Iterable[HistoryRow]) -> int:
+    count = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            data = asdict(row)
+            data["first_failed_at"] = row.first_failed_at.isoformat()
+            data["attempted_at"] = row.attempted_at.isoformat()
+            writer.writerow(data)
+            count += 1
+    return count

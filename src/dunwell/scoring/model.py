@@ -1,0 +1,226 @@
+"""The retry model: a gradient-boosted classifier of "this charge succeeds", validated.
+
+scikit-learn's `HistGradientBoostingClassifier` with native categorical features (lane,
+decline code, brand, country, segment) and the numeric ones as they are. Validation is
+out-of-time: the latest 25% of attempts (by time) are held out while a first model is fit on
+the rest, which gives the AUC, Brier score, a calibration table and permutation feature
+importances; the model that is kept is then refit on every row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+from threadpoolctl import threadpool_limits
+
+from dunwell.domain.scoring import CATEGORICAL, FEATURE_NAMES, RetryFeatures
+from dunwell.scoring.features import row_features
+from dunwell.scoring.history import HistoryRow
+
+MAX_CATEGORIES = 200  # per categorical feature; rarer values count as unknown
+VALIDATION_SHARE = 0.25
+SEED = 0
+MEMO_LIMIT = 500_000
+
+
+class NotEnoughHistory(ValueError):
+    pass
+
+
+@dataclass
+class Encoder:
+    """Categorical values to small integers (unknown: NaN, which the model handles)."""
+
+    vocab: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, rows: Sequence[RetryFeatures]) -> Encoder:
+        vocab: dict[str, dict[str, int]] = {}
+        for index, name in enumerate(FEATURE_NAMES):
+            if name not in CATEGORICAL:
+                continue
+            counts: dict[str, int] = {}
+            for row in rows:
+                value = str(row.values()[index])
+                counts[value] = counts.get(value, 0) + 1
+            common = sorted(counts, key=lambda v: (-counts[v], v))[:MAX_CATEGORIES]
+            vocab[name] = {value: code for code, value in enumerate(sorted(common))}
+        return cls(vocab)
+
+    def matrix(self, rows: Sequence[RetryFeatures]) -> np.ndarray:
+        out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=float)
+        for i, row in enumerate(rows):
+            for j, (name, value) in enumerate(zip(FEATURE_NAMES, row.values(), strict=True)):
+                if name in CATEGORICAL:
+                    out[i, j] = self.vocab[name].get(str(value), math.nan)
+                else:
+                    out[i, j] = float(value)
+        return out
+
+
+@dataclass
+class LearnedScorer:
+    """The core's `RetryScorer`, over a fitted classifier.
+
+    A plan is recomputed after every event with mostly the same candidate hours, and one
+    `predict_proba` call costs milliseconds whatever its size: answers are memoised (the
+    model is fixed, so the same features always get the same probability), and the trees run
+    on one thread (OpenMP's thread start-up costs more than it saves on a few rows)."""
+
+    version: str
+    rows: int
+    encoder: Encoder
+    classifier: Any
+    _memo: dict[RetryFeatures, float] = field(default_factory=dict, repr=False, compare=False)
+
+    def score(self, features: Sequence[RetryFeatures]) -> list[float]:
+        missing = list(dict.fromkeys(f for f in features if f not in self._memo))
+        if missing:
+            with threadpool_limits(1):
+                probabilities = self.classifier.predict_proba(self.encoder.matrix(missing))[:, 1]
+            if len(self._memo) > MEMO_LIMIT:
+                self._memo.clear()
+            for f, p in zip(missing, probabilities, strict=True):
+                self._memo[f] = round(float(p), 4)
+        return [self._memo[f] for f in features]
+
+    def __getstate__(self) -> dict[str, Any]:  # the memo is not part of the model file
+        return {
+            "version": self.version,
+            "rows": self.rows,
+            "encoder": self.encoder,
+            "classifier": self.classifier,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._memo = {}
+
+
+def _classifier() -> HistGradientBoostingClassifier:
+    mask = [name in CATEGORICAL for name in FEATURE_NAMES]
+    return HistGradientBoostingClassifier(
+        categorical_features=mask,
+        max_iter=120,
+        learning_rate=0.05,
+        max_leaf_nodes=8,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        early_stopping=False,
+        random_state=SEED,
+    )
+
+
+def train(
+    rows: Sequence[HistoryRow], version: str = "unsaved"
+) -> tuple[LearnedScorer, dict[str, Any]]:
+    """Fit, validate out of time, refit on everything; the manifest's metrics beside it."""
+    rows = sorted(rows, key=lambda r: (r.attempted_at, r.case_id, r.attempt_number))
+    labels = np.array([1 if r.approved else 0 for r in rows])
+    if len(rows) < 50 or labels.min(initial=1) == labels.max(initial=0):
+        raise NotEnoughHistory(
+            f"{len(rows)} attempts ({int(labels.sum())} approved): at least 50 with both "
+            "outcomes are needed"
+        )
+    features = [row_features(r) for r in rows]
+    split = int(len(rows) * (1 - VALIDATION_SHARE))
+    held = _classifier()
+    train_encoder = Encoder.fit(features[:split])
+    x_train, x_valid = (
+        train_encoder.matrix(features[:split]),
+        train_encoder.matrix(features[split:]),
+    )
+    y_train, y_valid = labels[:split], labels[split:]
+    with threadpool_limits(1):  # the same numbers on any machine, and no oversubscription
+        return _train(rows, labels, features, held, x_train, x_valid, y_train, y_valid, version)
+
+
+def _train(
+    rows: Sequence[HistoryRow],
+    labels: np.ndarray,
+    features: list[RetryFeatures],
+    held: HistGradientBoostingClassifier,
+    x_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_train: np.ndarray,
+    y_valid: np.ndarray,
+    version: str,
+) -> tuple[LearnedScorer, dict[str, Any]]:
+    split = len(y_train)
+    held.fit(x_train, y_train)
+    predicted = held.predict_proba(x_valid)[:, 1]
+    validation: dict[str, Any] = {
+        "rows": int(len(y_valid)),
+        "approved": int(y_valid.sum()),
+        "from": rows[split].attempted_at.isoformat(),
+        "to": rows[-1].attempted_at.isoformat(),
+        "split": "out of time: the latest 25% of attempts",
+        "base_rate": round(float(y_valid.mean()), 4),
+        "brier": round(float(brier_score_loss(y_valid, predicted)), 4),
+        "log_loss": round(float(log_loss(y_valid, predicted, labels=[0, 1])), 4),
+        "auc": None,
+        "calibration": calibration_bins(y_valid, predicted),
+        "feature_importances": {},
+    }
+    if 0 < y_valid.sum() < len(y_valid):
+        validation["auc"] = round(float(roc_auc_score(y_valid, predicted)), 4)
+        importances = permutation_importance(
+            held, x_valid, y_valid, scoring="roc_auc", n_repeats=3, random_state=SEED
+        )
+        validation["feature_importances"] = {
+            name: round(float(value), 4)
+            for name, value in sorted(
+                zip(FEATURE_NAMES, importances.importances_mean, strict=True),
+                key=lambda item: -item[1],
+            )
+        }
+    encoder = Encoder.fit(features)
+    final = _classifier()
+    final.fit(encoder.matrix(features), labels)
+    manifest = {
+        "version": version,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": len(rows),
+        "approved": int(labels.sum()),
+        "cases": len({r.case_id for r in rows}),
+        "history_from": rows[0].attempted_at.isoformat(),
+        "history_to": rows[-1].attempted_at.isoformat(),
+        "features": list(FEATURE_NAMES),
+        "categorical": sorted(CATEGORICAL),
+        "model": "sklearn.ensemble.HistGradientBoostingClassifier",
+        "params": {k: v for k, v in final.get_params().items() if k != "categorical_features"},
+        "library": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
+        "validation": validation,
+    }
+    return LearnedScorer(version, len(rows), encoder, final), manifest
+
+
+def calibration_bins(
+    labels: np.ndarray, predicted: np.ndarray, bins: int = 10
+) -> list[dict[str, Any]]:
+    """Predicted vs observed success rate in equal-width probability bins (non-empty ones)."""
+    out = []
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (predicted >= low) & ((predicted < high) if high < 1 else (predicted <= high))
+        count = int(inside.sum())
+        if count:
+            out.append(
+                {
+                    "from": round(float(low), 2),
+                    "to": round(float(high), 2),
+                    "rows": count,
+                    "predicted": round(float(predicted[inside].mean()), 4),
+                    "observed": round(float(labels[inside].mean()), 4),
+                }
+            )
+    return out

@@ -1,0 +1,86 @@
+"""Versioned models on disk: one folder per version with the model and its manifest.
+
+    models/
+      0001/manifest.json   version, trained_at, rows, features, validation (AUC, Brier,
+                           calibration bins, feature importances), the file's SHA-256
+      0001/model.pkl       the fitted scorer (pickle: load only models you trained)
+      0002/...
+
+The newest version is the one in use unless a version is asked for. A model whose file does
+not match the manifest's hash is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+from dunwell.scoring.model import LearnedScorer
+
+MANIFEST, MODEL = "manifest.json", "model.pkl"
+
+
+class ModelStoreError(ValueError):
+    pass
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+
+    def next_version(self) -> str:
+        numbers = [int(v) for v in self.versions() if v.isdigit()]
+        return f"{(max(numbers) if numbers else 0) + 1:04d}"
+
+    def save(self, scorer: LearnedScorer, manifest: dict[str, Any]) -> str:
+        version = self.next_version()
+        folder = self.root / version
+        folder.mkdir(parents=True)
+        scorer.version = version
+        payload = pickle.dumps(scorer)
+        (folder / MODEL).write_bytes(payload)
+        manifest = {**manifest, "version": version, "sha256": hashlib.sha256(payload).hexdigest()}
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return version
+
+    def manifest(self, version: str | None = None) -> dict[str, Any]:
+        folder = self._folder(version)
+        loaded: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
+        return loaded
+
+    def load(self, version: str | None = None) -> LearnedScorer:
+        folder = self._folder(version)
+        manifest = self.manifest(folder.name)
+        payload = (folder / MODEL).read_bytes()
+        if hashlib.sha256(payload).hexdigest() != manifest.get("sha256"):
+            raise ModelStoreError(f"{folder / MODEL} does not match its manifest's sha256")
+        scorer = pickle.loads(payload)  # noqa: S301 - our own file, hash-checked
+        if not isinstance(scorer, LearnedScorer):
+            raise ModelStoreError(f"{folder / MODEL} is not a dunwell retry model")
+        return scorer
+
+    def _folder(self, version: str | None) -> Path:
+        versions = self.versions()
+        if not versions:
+            raise ModelStoreError(f"no model in {self.root} (train one: dunwell scoring train)")
+        if version is None:
+            return self.root / versions[-1]
+        if version not in versions:
+            raise ModelStoreError(f"no model version {version!r} in {self.root} (have {versions})")
+        return self.root / version
+
+
+def load_latest(root: Path | None) -> LearnedScorer | None:
+    """The newest model in `root`, or None when there is none (cold start)."""
+    if root is None:
+        return None
+    store = ModelStore(root)
+    return store.load() if store.versions() else None

@@ -1,0 +1,1 @@
+"""Inbound provider webhooks: verified, then translated into canonical events."""

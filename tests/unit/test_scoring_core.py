@@ -1,0 +1,256 @@
+"""Learned retry timing in the core: features, the best time, and the planner's use of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dunwell.domain.case import ActionType
+from dunwell.domain.decide import decide
+from dunwell.domain.decision import Context
+from dunwell.domain.events import (
+    Customer,
+    DeclineReport,
+    PaymentFailed,
+    PaymentMethod,
+    Subscription,
+)
+from dunwell.domain.money import Money
+from dunwell.domain.policy import Align, PolicyError, parse_policy
+from dunwell.domain.scoring import (
+    FEATURE_NAMES,
+    RetryFeatures,
+    best_time,
+    candidate_times,
+    retry_features,
+)
+from dunwell.policies import load_policies
+
+pytestmark = pytest.mark.unit
+
+BERLIN = ZoneInfo("Europe/Berlin")
+POLICIES = load_policies()
+SMART = POLICIES["smart"]
+
+
+@dataclass
+class TableScorer:
+    """A scorer that answers from a function of the features: a stand-in for a model."""
+
+    p: object
+    rows: int = 10_000
+    version: str = "test-1"
+    calls: int = 0
+
+    def score(self, features: Sequence[RetryFeatures]) -> list[float]:
+        self.calls += 1
+        return [self.p(f) for f in features]  # type: ignore[operator]
+
+
+def test_features_are_what_a_deployment_sees_in_the_customers_local_time() -> None:
+    f = retry_features(
+        lane="retry_after_funds",
+        code="Insufficient_Funds",
+        amount_minor=1999,
+        attempt_number=2,
+        failed_at=datetime(2025, 5, 28, 10, tzinfo=UTC),
+        at=datetime(2025, 6, 1, 7, 30, tzinfo=UTC),  # 09:30 in Berlin, a Sunday
+        timezone="Europe/Berlin",
+        brand="Visa",
+        country="de",
+        segment="Consumer",
+    )
+    assert (f.local_hour, f.weekday, f.day_of_month) == (9, 6, 1)
+    assert f.hours_since_failure == pytest.approx(93.5)
+    assert (f.days_since_payday, f.days_to_payday) == (0, 0)  # the 1st is a likely payday
+    assert (f.code, f.brand, f.country, f.segment) == (
+        "insufficient_funds",
+        "visa",
+        "DE",
+        "consumer",
+    )
+    assert len(f.values()) == len(FEATURE_NAMES)
+
+
+def test_payday_distance_counts_to_the_next_and_since_the_last_likely_payday() -> None:
+    f = retry_features(
+        lane="retry_soon",
+        code=None,
+        amount_minor=1,
+        attempt_number=1,
+        failed_at=datetime(2025, 6, 10, tzinfo=UTC),
+        at=datetime(2025, 6, 10, 12, tzinfo=UTC),
+        timezone=None,
+        brand=None,
+        country=None,
+        segment=None,
+    )
+    assert (f.days_since_payday, f.days_to_payday) == (9, 5)  # the 1st .. the 15th
+
+
+def test_candidates_are_whole_local_hours_inside_contact_hours() -> None:
+    start = datetime(2025, 6, 2, 5, 20, tzinfo=UTC)  # 07:20 Berlin
+    times = candidate_times(start, start + timedelta(days=1), BERLIN, (8, 20))
+    local = [t.astimezone(BERLIN) for t in times]
+    assert local[0].hour == 8 and local[0].minute == 0
+    assert all(8 <= t.hour < 20 and t.minute == 0 for t in local)
+    assert len(times) == 12  # 08..19 on the 2nd; the 3rd's 08:00 is after the window's end
+    assert candidate_times(start, start - timedelta(hours=1), BERLIN, (8, 20)) == []
+
+
+def test_best_time_is_the_earliest_within_tolerance_of_the_best() -> None:
+    now = datetime(2025, 6, 2, 6, tzinfo=UTC)
+    candidates = [now + timedelta(hours=h) for h in range(1, 6)]
+    ps = {c: p for c, p in zip(candidates, [0.1, 0.39, 0.2, 0.4, 0.3], strict=True)}
+
+    def features_at(at: datetime) -> RetryFeatures:
+        return retry_features(
+            lane="retry_soon",
+            code="x",
+            amount_minor=int(ps.get(at, 0.05) * 1000),
+            attempt_number=1,
+            failed_at=now,
+            at=at,
+            timezone=None,
+            brand=None,
+            country=None,
+            segment=None,
+        )
+
+    scorer = TableScorer(lambda f: f.amount_minor / 1000)
+    choice = best_time(now, candidates, features_at, scorer, tolerance=0.05)
+    assert choice is not None
+    assert (choice.at, choice.probability, choice.best_probability) == (candidates[1], 0.39, 0.4)
+    assert choice.now_probability == 0.05
+    strict = best_time(now, candidates, features_at, scorer, tolerance=0.0)
+    assert strict is not None and strict.at == candidates[3]
+    assert best_time(now, [], features_at, scorer) is None
+
+
+def _failed(at: datetime, code: str = "insufficient_funds") -> PaymentFailed:
+    return PaymentFailed(
+        id="evt_1",
+        occurred_at=at,
+        invoice_id="in_1",
+        customer=Customer("cus_1", timezone="Europe/Berlin", country="DE"),
+        subscription=Subscription("sub_1"),
+        amount=Money(1999, "EUR"),
+        provider="stripe",
+        payment_method=PaymentMethod("pm_1", "visa", "fp_1"),
+        decline=DeclineReport(code),
+    )
+
+
+def _retry(decision_case: object) -> object:
+    plan = decision_case.plan  # type: ignore[attr-defined]
+    return next(a for a in plan if a.type is ActionType.RETRY)
+
+
+def test_the_learned_lane_retries_at_the_models_best_hour_and_says_why() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)  # a Tuesday; the 15th is a Sunday
+
+    def p(f: RetryFeatures) -> float:  # money arrives on the 13th at 10:00 local
+        return 0.6 if (f.day_of_month == 13 and f.local_hour == 10) else 0.05
+
+    scorer = TableScorer(p)
+    decision = decide(None, _failed(opened), SMART, opened, Context("t", scorer=scorer))
+    retry = _retry(decision.case)
+    assert retry.due_at == datetime(2025, 6, 13, 8, tzinfo=UTC)  # 10:00 in Berlin (CEST)
+    assert "p=0.60 at 10:00 Europe/Berlin" in retry.reason
+    assert "vs 0.05 now" in retry.reason
+    assert "model test-1" in retry.rule
+
+
+def test_cold_start_falls_back_to_the_payday_rule() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    young = TableScorer(lambda f: 0.9, rows=SMART.timing.learned_min_rows - 1)
+    for ctx in (Context("t"), Context("t", scorer=young)):
+        decision = decide(None, _failed(opened), SMART, opened, ctx)
+        retry = _retry(decision.case)
+        assert "model" not in retry.rule and "timing.payday" in retry.rule
+    assert young.calls == 0
+
+
+def test_policies_without_learned_lanes_never_ask_the_model() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    scorer = TableScorer(lambda f: 0.9)
+    for name in ("default", "baseline-fixed"):
+        with_model = decide(
+            None, _failed(opened), POLICIES[name], opened, Context("t", scorer=scorer)
+        )
+        without = decide(None, _failed(opened), POLICIES[name], opened, Context("t"))
+        assert with_model.case == without.case
+    assert scorer.calls == 0
+
+
+def test_the_model_never_moves_a_retry_past_a_guardrail() -> None:
+    # The model loves right now; the case's not_before (an advice code's wait) still rules.
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    scorer = TableScorer(lambda f: 0.9 if f.hours_since_failure < 30 else 0.1)
+    decision = decide(None, _failed(opened), SMART, opened, Context("t", scorer=scorer))
+    assert decision.case is not None
+    held = replace(decision.case, not_before=opened + timedelta(days=3))
+    from dunwell.domain.planning import replan
+
+    case, notes = replan(held, SMART, opened, Context("t", scorer=scorer))
+    retry = _retry(case)
+    assert retry.due_at >= opened + timedelta(days=3)
+
+
+def test_learned_align_is_validated() -> None:
+    data = {
+        "name": "x",
+        "timing": {"learned_min_rows": -1, "learned_tolerance": 2},
+        "lanes": {
+            lane: {
+                "retries": [] if lane in ("do_not_retry", "fraud_suspected") else ["1d"],
+                "align": "learned",
+                "end": {"after": "7d"},
+            }
+            for lane in (
+                "retry_soon",
+                "retry_after_funds",
+                "update_payment_method",
+                "authenticate",
+                "do_not_retry",
+                "fraud_suspected",
+                "provider_error",
+            )
+        },
+    }
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(data)
+    problems = "\n".join(caught.value.problems)
+    assert "timing.learned_min_rows" in problems
+    assert "timing.learned_tolerance" in problems
+    assert "lanes.do_not_retry.align: lane do_not_retry is never retried" in problems
+    assert SMART.lane(next(iter(SMART.lanes))).align in set(Align)
+
+
+def test_a_cheap_hopeless_case_gets_no_retry_and_a_valuable_one_does() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    scorer = TableScorer(lambda f: 0.02)  # 2% at every hour
+    cheap = decide(None, _failed(opened), SMART, opened, Context("t", scorer=scorer))
+    assert cheap.case is not None
+    assert not [a for a in cheap.case.plan if a.type is ActionType.RETRY]
+    why = [e.text for e in cheap.explanations if "learned_min_value_minor" in e.rule]
+    assert why and "p=0.02" in why[0] and "below the policy's 600" in why[0]
+    valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.02 x 49,900 = 998
+    rich = decide(None, valuable, SMART, opened, Context("t", scorer=scorer))
+    assert rich.case is not None and [a for a in rich.case.plan if a.type is ActionType.RETRY]
+
+
+def test_a_window_not_worth_a_charge_is_skipped_for_a_later_one() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+
+    def p(f: RetryFeatures) -> float:  # only from day 6 on is a charge worth it
+        return 0.5 if f.hours_since_failure >= 6 * 24 else 0.01
+
+    decision = decide(None, _failed(opened), SMART, opened, Context("t", scorer=TableScorer(p)))
+    retry = _retry(decision.case)
+    assert retry.due_at >= opened + timedelta(days=6)
+    assert "earlier window(s) skipped as not worth a charge" in retry.reason
