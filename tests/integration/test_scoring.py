@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from dunwell.policies import load_policies
+from dunwell.scoring.features import history_features
 from dunwell.scoring.history import COLUMNS, read_history
 from dunwell.scoring.model import train
 from dunwell.scoring.store import ModelStore, load_latest
@@ -135,6 +136,36 @@ def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "models" / version / "model.pkl").write_bytes(b"not the model")
     with pytest.raises(ValueError, match="does not match its manifest"):
         store.load(version)
+
+
+def test_a_model_trained_on_other_features_is_refused_with_a_way_out(tmp_path: Path) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=100)
+    rows, _ = read_history(source)
+    store = ModelStore(tmp_path / "models")
+    version = store.save(*train(rows))
+    manifest_path = tmp_path / "models" / version / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["features"] = manifest["features"][:-3]  # as saved by an older dunwell
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="other features.*dunwell scoring train"):
+        store.load(version)
+
+
+def test_each_past_attempt_knows_its_cases_previous_try(tmp_path: Path) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=30)
+    rows, _ = read_history(source)
+    shuffled = list(reversed(rows))  # the order of a file says nothing
+    features = history_features(shuffled)
+    by_case: dict[str, list[datetime]] = {}
+    for row in rows:
+        by_case.setdefault(row.case_id, []).append(row.attempted_at)
+    for row, f in zip(shuffled, features, strict=True):
+        earlier = [t for t in by_case[row.case_id] if t < row.attempted_at]
+        last = max(earlier) if earlier else row.first_failed_at
+        assert f.hours_since_last_try == round((row.attempted_at - last).total_seconds() / 3600, 2)
+    assert any(f.hours_since_last_try != f.hours_since_failure for f in features)
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,40 @@ def test_payday_distance_counts_to_the_next_and_since_the_last_likely_payday() -
     assert (f.days_since_payday, f.days_to_payday) == (9, 5)  # the 1st .. the 15th
 
 
+def test_paydays_since_the_last_try_count_fridays_and_month_paydays_apart() -> None:
+    def since(last: datetime | None, at: datetime) -> tuple[float, int, int]:
+        f = retry_features(
+            lane="retry_after_funds",
+            code="insufficient_funds",
+            amount_minor=1,
+            attempt_number=2,
+            failed_at=datetime(2025, 5, 26, 8, tzinfo=UTC),  # a Monday
+            at=at,
+            timezone="America/New_York",
+            brand=None,
+            country="US",
+            segment=None,
+            last_try_at=last,
+        )
+        return f.hours_since_last_try, f.fridays_since_last_try, f.month_paydays_since_last_try
+
+    # Local New York dates: Wed 28 May .. Mon 2 Jun holds Fri 30 May (the last business day)
+    # and Sun 1 Jun; the Friday is counted once as a Friday and once as a month payday.
+    assert since(datetime(2025, 5, 28, 14, tzinfo=UTC), datetime(2025, 6, 2, 14, tzinfo=UTC)) == (
+        120.0,
+        1,
+        2,
+    )
+    # Without a try since the failure, the failure counts as the last try.
+    assert since(None, datetime(2025, 5, 29, 8, tzinfo=UTC)) == (72.0, 0, 0)
+    # The same local day as the last try: nothing came in between.
+    assert since(datetime(2025, 5, 30, 13, tzinfo=UTC), datetime(2025, 5, 30, 20, tzinfo=UTC)) == (
+        7.0,
+        0,
+        0,
+    )
+
+
 def test_candidates_are_whole_local_hours_inside_contact_hours() -> None:
     start = datetime(2025, 6, 2, 5, 20, tzinfo=UTC)  # 07:20 Berlin
     times = candidate_times(start, start + timedelta(days=1), BERLIN, (8, 20))

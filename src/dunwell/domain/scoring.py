@@ -38,6 +38,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "brand",
     "country",
     "segment",
+    "hours_since_last_try",
+    "fridays_since_last_try",
+    "month_paydays_since_last_try",
 )
 CATEGORICAL: frozenset[str] = frozenset({"lane", "code", "brand", "country", "segment"})
 
@@ -59,6 +62,13 @@ class RetryFeatures:
     brand: str
     country: str
     segment: str
+    # Since the last decline on this card (the failure that opened the case, for the first
+    # retry): money comes back on a payday, so a payday in between is what makes a charge
+    # that just failed for lack of funds worth repeating. Fridays (weekly and biweekly pay)
+    # and the month's usual paydays are counted apart: the model learns which matter where.
+    hours_since_last_try: float = 0.0
+    fridays_since_last_try: int = 0
+    month_paydays_since_last_try: int = 0
 
     def values(self) -> tuple[str | int | float, ...]:
         d = asdict(self)
@@ -77,11 +87,14 @@ def retry_features(
     brand: str | None,
     country: str | None,
     segment: str | None,
+    last_try_at: datetime | None = None,
 ) -> RetryFeatures:
     zone = customer_zone(timezone)
     local = at.astimezone(zone)
     day = local.date()
     since, to = _payday_distance(day)
+    last = failed_at if last_try_at is None or last_try_at < failed_at else last_try_at
+    fridays, month_paydays = _paydays_between(last.astimezone(zone).date(), day)
     return RetryFeatures(
         lane=lane,
         code=(code or "").strip().lower(),
@@ -96,7 +109,20 @@ def retry_features(
         brand=(brand or "").strip().lower(),
         country=(country or "").strip().upper(),
         segment=(segment or "").strip().lower(),
+        hours_since_last_try=round(max((at - last).total_seconds(), 0.0) / 3600, 2),
+        fridays_since_last_try=fridays,
+        month_paydays_since_last_try=month_paydays,
     )
+
+
+def _paydays_between(after: date, until: date) -> tuple[int, int]:
+    """Fridays, and likely monthly paydays (1st, 15th, last business day), in (after, until]."""
+    if until <= after:
+        return 0, 0
+    days = (until - after).days
+    fridays = (days + (after.weekday() - 4) % 7) // 7
+    month = sum(1 for d in likely_paydays(after + timedelta(days=1), until))
+    return fridays, month
 
 
 def _payday_distance(day: date) -> tuple[int, int]:
@@ -198,6 +224,7 @@ def case_features_at(case: RecoveryCase, at: datetime) -> RetryFeatures:
         brand=case.payment_method.brand,
         country=case.customer.country,
         segment=case.customer.segment,
+        last_try_at=case.last_failure_at,
     )
 
 

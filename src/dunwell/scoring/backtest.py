@@ -35,7 +35,7 @@ from dunwell.domain.money import Money
 from dunwell.domain.planning import replan
 from dunwell.domain.policy import Policy
 from dunwell.domain.scoring import RetryScorer, case_features_at
-from dunwell.scoring.features import row_features
+from dunwell.scoring.features import history_features
 from dunwell.scoring.history import HistoryRow
 
 BOOTSTRAP = 500
@@ -52,7 +52,7 @@ def backtest(
     for case_id in sorted(by_case):
         attempts = sorted(by_case[case_id], key=lambda r: r.attempted_at)
         amount = attempts[0].amount_minor
-        past_p = scorer.score([row_features(r) for r in attempts])
+        past_p = scorer.score(history_features(attempts))
         planned_p = _planned(attempts[0], policy, scorer)
         per_case.append(
             {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from dunwell.domain.case import RecoveryCase
 from dunwell.domain.declines import classify_decline
@@ -19,7 +20,9 @@ from dunwell.scoring.history import HistoryRow
 from dunwell.sim.log import Entry, Kind, Outcome
 
 
-def row_features(row: HistoryRow) -> RetryFeatures:
+def row_features(row: HistoryRow, last_try_at: datetime | None = None) -> RetryFeatures:
+    """The features of one past attempt; `last_try_at` is the previous decline on the card
+    (None: the failure that opened the case), as `history_features` finds it."""
     return retry_features(
         lane=row.lane,
         code=row.decline_code,
@@ -31,7 +34,20 @@ def row_features(row: HistoryRow) -> RetryFeatures:
         brand=row.card_brand or None,
         country=row.country or None,
         segment=row.segment or None,
+        last_try_at=last_try_at,
     )
+
+
+def history_features(rows: Sequence[HistoryRow]) -> list[RetryFeatures]:
+    """Features of every row, in order, each knowing its case's previous attempt: the last
+    earlier row of the same case (all earlier attempts in a case were declines)."""
+    previous: dict[str, datetime] = {}
+    last: dict[int, datetime | None] = {}
+    for index in sorted(range(len(rows)), key=lambda i: (rows[i].case_id, rows[i].attempted_at)):
+        row = rows[index]
+        last[index] = previous.get(row.case_id)
+        previous[row.case_id] = row.attempted_at
+    return [row_features(row, last[i]) for i, row in enumerate(rows)]
 
 
 def history_from_sim(log: Sequence[Entry], cases: Iterable[RecoveryCase]) -> list[HistoryRow]:

@@ -23,7 +23,7 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from dunwell.domain.scoring import CATEGORICAL, FEATURE_NAMES, RetryFeatures
-from dunwell.scoring.features import row_features
+from dunwell.scoring.features import history_features
 from dunwell.scoring.history import HistoryRow
 
 MAX_CATEGORIES = 200  # per categorical feature; rarer values count as unknown
@@ -131,7 +131,7 @@ def train(
             f"{len(rows)} attempts ({int(labels.sum())} approved): at least 50 with both "
             "outcomes are needed"
         )
-    features = [row_features(r) for r in rows]
+    features = history_features(rows)
     split = int(len(rows) * (1 - VALIDATION_SHARE))
     held = _classifier()
     train_encoder = Encoder.fit(features[:split])

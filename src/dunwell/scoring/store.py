@@ -18,6 +18,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from dunwell.domain.scoring import FEATURE_NAMES
 from dunwell.scoring.model import LearnedScorer
 
 MANIFEST, MODEL = "manifest.json", "model.pkl"
@@ -59,6 +60,12 @@ class ModelStore:
     def load(self, version: str | None = None) -> LearnedScorer:
         folder = self._folder(version)
         manifest = self.manifest(folder.name)
+        if manifest.get("features") != list(FEATURE_NAMES):
+            raise ModelStoreError(
+                f"{folder} was trained on other features than this dunwell computes "
+                f"({len(manifest.get('features') or [])} vs {len(FEATURE_NAMES)}): retrain it "
+                "with dunwell scoring train"
+            )
         payload = (folder / MODEL).read_bytes()
         if hashlib.sha256(payload).hexdigest() != manifest.get("sha256"):
             raise ModelStoreError(f"{folder / MODEL} does not match its manifest's sha256")
