@@ -72,9 +72,9 @@ def build(
     metrics = Metrics()
     metrics.watch_backlog(sessions, clock.now)
     if scorer is None and settings.model_dir is not None:
-        from dunwell.scoring.store import load_latest  # scikit-learn only when models are used
+        from dunwell.scoring.live import NewestModel  # scikit-learn only when models are used
 
-        scorer = load_latest(settings.model_dir)
+        scorer = NewestModel(settings.model_dir)
     tenants = TenantCache(sessions)
     breaker = breaker or CircuitBreaker()
     ingest = Ingest(

@@ -60,6 +60,8 @@ def _start(settings: Settings):  # type: ignore[no-untyped-def]
 
     configure_logging(settings.log_format)
     upgrade(settings.database_url)
+    if settings.model_dir is None:  # where `dunwell scoring train` puts models by default
+        settings = settings.model_copy(update={"model_dir": Path("models")})
     try:
         return _services(settings)
     except PolicyError as exc:

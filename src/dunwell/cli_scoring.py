@@ -153,6 +153,16 @@ def scoring_train(
         list[Path] | None,
         typer.Option(help="history CSV to train on (repeatable); default: every imported file"),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            help="train on the attempts dunwell made for this tenant (DUNWELL_DATABASE_URL), "
+            "besides any --history file"
+        ),
+    ] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=3650, help="with --tenant: cases opened in the last N days")
+    ] = 365,
     model_dir: ModelDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest")] = False,
 ) -> None:
@@ -162,11 +172,16 @@ def scoring_train(
     from dunwell.scoring.store import ModelStore
 
     root = _root(model_dir)
-    files = list(history or sorted((root / "history").glob("*.csv")))
-    if not files:
-        err.print("no history: import some first (dunwell history import FILE) or pass --history")
+    imported = [] if tenant else sorted((root / "history").glob("*.csv"))
+    files = list(history or imported)
+    if not files and not tenant:
+        err.print(
+            "no history: import some first (dunwell history import FILE), pass --history, "
+            "or train on a tenant's own attempts with --tenant"
+        )
         raise typer.Exit(2)
-    rows = []
+    rows = [] if tenant is None else _tenant_history(tenant, days)
+    from_db = len(rows)
     for file in files:
         try:
             good, bad = read_history(file)
@@ -183,11 +198,33 @@ def scoring_train(
         err.print(f"[red]cannot train[/]: {exc}")
         raise typer.Exit(2) from None
     manifest["history_files"] = [str(f) for f in files]
+    if tenant is not None:
+        manifest["history_tenant"] = {"tenant": tenant, "days": days, "attempts": from_db}
     version = store.save(scorer, manifest)
     if as_json:
         typer.echo(json.dumps(store.manifest(version), indent=2, sort_keys=True))
     else:
         _show(store.manifest(version))
+
+
+def _tenant_history(tenant: str, days: int) -> list[Any]:
+    """The tenant's own attempts over the last `days`, from the database dunwell runs on."""
+    from datetime import timedelta
+
+    from dunwell.bootstrap import build
+    from dunwell.scoring.from_store import history_from_store
+    from dunwell.store.tables import Tenant
+
+    services = build(Settings())
+    try:
+        now = services.clock.now()
+        with services.sessions() as session:
+            if session.get(Tenant, tenant) is None:
+                err.print(f"[red]cannot train[/]: no tenant {tenant!r} in this database")
+                raise typer.Exit(2)
+        return history_from_store(services.sessions, tenant, now - timedelta(days=days), now)
+    finally:
+        services.close()
 
 
 @scoring_app.command("show")

@@ -23,6 +23,7 @@ import pytest
 from dunwell.policies import load_policies
 from dunwell.scoring.features import history_features
 from dunwell.scoring.history import COLUMNS, read_history
+from dunwell.scoring.live import NewestModel
 from dunwell.scoring.model import train
 from dunwell.scoring.store import ModelStore, load_latest
 from dunwell.sim.harness import simulate
@@ -150,6 +151,29 @@ def test_a_model_trained_on_other_features_is_refused_with_a_way_out(tmp_path: P
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="other features.*dunwell scoring train"):
         store.load(version)
+
+
+def test_a_running_service_picks_up_a_newer_model_and_skips_a_broken_one(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=100)
+    rows, _ = read_history(source)
+    clock = [0.0]
+    live = NewestModel(tmp_path / "models", timedelta(minutes=1), lambda: clock[0])
+    assert (live.rows, live.version) == (0, "none")  # no model yet: the rules decide
+    store = ModelStore(tmp_path / "models")
+    first = store.save(*train(rows))
+    clock[0] += 30
+    assert live.rows == 0  # looked less than a minute ago
+    clock[0] += 31
+    assert (live.version, live.rows) == (first, len(rows))
+    features = history_features(rows[:3])
+    assert live.score(features) == store.load(first).score(features)
+    broken = store.save(*train(rows))
+    (tmp_path / "models" / broken / "model.pkl").write_bytes(b"half copied")
+    clock[0] += 61
+    assert live.version == first  # the broken version is refused; the one in use stays
 
 
 def test_each_past_attempt_knows_its_cases_previous_try(tmp_path: Path) -> None:

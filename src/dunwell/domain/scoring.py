@@ -252,8 +252,8 @@ def learned_retry_at(
     skipped for the next one, until the case ends: cheap, hopeless charges are not made."""
     if lane_policy.align is not Align.LEARNED:
         return None
-    if scorer is None or scorer.rows < timing.learned_min_rows:
-        return None
+    if scorer is None or scorer.rows <= 0 or scorer.rows < timing.learned_min_rows:
+        return None  # cold start: no model yet (0 rows), or one trained on too little
     n = case.attempts_made
     if n >= lane_policy.max_attempts or n >= len(lane_policy.retries):
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -213,6 +213,32 @@ class CaseRepository:
                 query = query.where(column == value)
         query = query.order_by(CaseRow.opened_at.desc(), CaseRow.id).limit(limit).offset(offset)
         return [case_from_dict(row.state) for row in self.session.scalars(query)]
+
+    def opened_between(
+        self, tenant_id: str, since: datetime, until: datetime, *, batch: int = 500
+    ) -> Iterator[RecoveryCase]:
+        """Every case of the tenant opened in [since, until), oldest first, read in batches
+        (keyset on opened_at, id) so a year of cases never sits in memory at once."""
+        after: tuple[datetime, str] | None = None
+        while True:
+            query = select(CaseRow).where(
+                CaseRow.tenant_id == tenant_id,
+                CaseRow.opened_at >= since,
+                CaseRow.opened_at < until,
+            )
+            if after is not None:
+                query = query.where(
+                    (CaseRow.opened_at > after[0])
+                    | ((CaseRow.opened_at == after[0]) & (CaseRow.id > after[1]))
+                )
+            rows = self.session.scalars(
+                query.order_by(CaseRow.opened_at, CaseRow.id).limit(batch)
+            ).all()
+            for row in rows:
+                yield case_from_dict(row.state)
+            if len(rows) < batch:
+                return
+            after = (rows[-1].opened_at, rows[-1].id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,6 +611,25 @@ class EventRepository:
                 outcome=outcome,
             ),
         )
+
+    def failures_of_cases(self, tenant_id: str, since: datetime) -> dict[str, dict[str, Any]]:
+        """The first `payment.failed` payload of each case touched since `since`, by case id:
+        what the case opened with (its first decline code and card), which the case's own
+        state no longer holds once later declines replaced it."""
+        query = (
+            select(EventRow.payload, EventRow.case_ids)
+            .where(
+                EventRow.tenant_id == tenant_id,
+                EventRow.type == "payment.failed",
+                EventRow.occurred_at >= since,
+            )
+            .order_by(EventRow.occurred_at, EventRow.id)
+        )
+        first: dict[str, dict[str, Any]] = {}
+        for payload, case_ids in self.session.execute(query):
+            for case_id in case_ids or ():
+                first.setdefault(str(case_id), payload)
+        return first
 
 
 class TenantRepository:
