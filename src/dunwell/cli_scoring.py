@@ -232,6 +232,10 @@ def scoring_show(
     version: Annotated[str | None, typer.Option(help="default: the newest")] = None,
     model_dir: ModelDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest")] = False,
+    chart: Annotated[
+        Path | None,
+        typer.Option(help="also write an HTML page: calibration plot and feature importances"),
+    ] = None,
 ) -> None:
     """A model version's manifest: rows, AUC, calibration, feature importances."""
     from dunwell.scoring.store import ModelStore, ModelStoreError
@@ -242,6 +246,10 @@ def scoring_show(
     except ModelStoreError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
+    if chart is not None:
+        from dunwell.scoring.chart import model_page
+
+        chart.write_text(model_page(manifest), encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
     else:

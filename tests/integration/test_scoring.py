@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -122,8 +123,18 @@ def test_train_writes_a_versioned_model_with_its_metrics(tmp_path: Path) -> None
     assert set(top) & {"day_of_month", "days_since_payday", "local_hour"}
     again = _cli(tmp_path, "scoring", "train", "--json")
     assert json.loads(again.stdout)["version"] == "0002"
-    shown = _cli(tmp_path, "scoring", "show", "--version", "0001")
+    page = tmp_path / "model.html"
+    shown = _cli(tmp_path, "scoring", "show", "--version", "0001", "--chart", str(page))
     assert shown.returncode == 0 and "AUC" in shown.stdout and "calibration" in shown.stdout
+    figures = _svgs(page.read_text())
+    assert len(figures) == 2  # the calibration plot and the importances
+    dots = figures[0].findall("{http://www.w3.org/2000/svg}circle")
+    assert len(dots) == len(validation["calibration"])
+    assert [d.find("{http://www.w3.org/2000/svg}title").text.split(":")[0] for d in dots] == [
+        f"{b['from']:.1f}-{b['to']:.1f}" for b in validation["calibration"]
+    ]
+    bars = figures[1].findall("{http://www.w3.org/2000/svg}rect")
+    assert len(bars) == len(importances)
     scorer = load_latest(tmp_path / "models")
     assert scorer is not None and scorer.version == "0002"
 
@@ -240,6 +251,17 @@ def test_the_chart_is_one_self_contained_page(arms: dict[str, Any], tmp_path: Pa
     page = to_html(arms)
     assert page.startswith("<!doctype html>") and "<svg" in page and "<script" not in page
     assert page.count("<polyline") == 2 and "smart" in page and "oracle" in page
+    recovery, calibration, importances = _svgs(page)  # the trained model's two figures too
+    circles = calibration.findall("{http://www.w3.org/2000/svg}circle")
+    assert len(circles) == len(arms["training"]["calibration"])
+    bars = importances.findall("{http://www.w3.org/2000/svg}rect")
+    assert len(bars) == len(arms["training"]["feature_importances"])
+
+
+def _svgs(page: str) -> list[ElementTree.Element]:
+    """Every inline SVG of a page, parsed: each must be well-formed XML."""
+    chunks = page.split("<svg")[1:]
+    return [ElementTree.fromstring("<svg" + c.split("</svg>")[0] + "</svg>") for c in chunks]
 
 
 def test_the_cli_trains_evaluates_arms_and_writes_the_chart(tmp_path: Path) -> None:

@@ -77,8 +77,20 @@ def to_html(result: dict[str, Any]) -> str:
         f"Recovered share of the failed amount over time, per arm: world {p.get('world')}, "
         f"{p['customers']} customers, {p['days']} days, seed {p['seed']}"
     )
+    training = result.get("training")
+    learned = ""
+    if training:  # the model the training period produced: what it learned, how calibrated
+        from dunwell.scoring.chart import model_section
+
+        validation = {k: v for k, v in training.items() if k != "rows"}
+        learned = "\n" + model_section(
+            validation,
+            f"The retry model trained on {training['rows']} attempts of the training period "
+            f"({training['policy']}, {training['customers']} other customers, "
+            f"{training['days']} days)",
+        )
     return (
         '<!doctype html>\n<html><head><meta charset="utf-8">'
         f'<title>{escape(title)}</title></head>\n<body>\n<h1 style="font: 16px sans-serif">'
-        f"{escape(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n"
+        f"{escape(title)}</h1>\n" + "\n".join(parts) + learned + "\n</body></html>\n"
     )
