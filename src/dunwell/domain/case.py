@@ -147,6 +147,14 @@ class RecoveryCase:
     # opened); dunwell plans no charge until it gives up (`provider_gave_up_at`).
     provider_retrying: str | None = None
     provider_gave_up_at: datetime | None = None
+    # Risk (policy `risk`): a chronic failer's cap on the retry ladder, fixed when the case
+    # opens; a card-testing or fraud signal's reason, which stops every charge for good.
+    retry_cap: int | None = None
+    risk_hold: str | None = None
+    # The customer updated the payment method or authenticated at some point; with
+    # `recovered_by` (retry | customer) it tells later cases how this one was recovered.
+    customer_acted: bool = False
+    recovered_by: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -33,6 +33,7 @@ from dunwell.domain.decision import (
     SendNotice,
 )
 from dunwell.domain.declines import Classification, classify_decline
+from dunwell.domain.durations import format_duration
 from dunwell.domain.events import (
     ActionDue,
     AttemptErrored,
@@ -47,11 +48,13 @@ from dunwell.domain.events import (
     SubscriptionCanceled,
 )
 from dunwell.domain.guardrails import check_attempt
+from dunwell.domain.history import CustomerSignal, SignalKind
 from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
 from dunwell.domain.ledger import LedgerEntry
-from dunwell.domain.planning import replan
+from dunwell.domain.planning import grace_extension, replan
 from dunwell.domain.policy import AccessLevel, Policy
 from dunwell.domain.provider_choice import choose_provider
+from dunwell.domain.risk import card_testing, chronic_cap
 
 
 def decide(
@@ -204,7 +207,40 @@ def _on_payment_failed(
         # A decline dunwell did not make (the provider's own retry): it counts all the same.
         entries = (LedgerEntry(event.payment_method.credential_key, event.occurred_at),)
     case = replace(_after_decline(case, event, info, ctx), failures=case.failures + 1)
-    return _updated(case, policy, now, ctx, [why], ledger_entries=entries)
+    signal = _decline_signal(case, event, info.lane)
+    case, risk_notes, effects = _screen(case, signal, policy, now, ctx)
+    return _updated(
+        case,
+        policy,
+        now,
+        ctx,
+        [why, *risk_notes],
+        effects,
+        ledger_entries=entries,
+        signals=(signal,),
+    )
+
+
+def _decline_signal(case: RecoveryCase, event: PaymentFailed, lane: Lane) -> CustomerSignal:
+    kind = SignalKind.FRAUD_DECLINE if lane is Lane.FRAUD_SUSPECTED else SignalKind.DECLINE
+    return CustomerSignal(
+        kind, event.occurred_at, event.payment_method.credential_key, case.id, event.id
+    )
+
+
+def _screen(
+    case: RecoveryCase, signal: CustomerSignal, policy: Policy, now: datetime, ctx: Context
+) -> tuple[RecoveryCase, list[Explanation], tuple[Effect, ...]]:
+    """Card-testing and fraud patterns (policy `risk.card_testing`) over the customer's
+    signals, this event's included: one that trips stops the case's charges for good and
+    hands it to a human."""
+    if case.risk_hold is not None:
+        return case, [], ()
+    found = card_testing((*ctx.history.signals, signal), case.id, policy.risk.card_testing, now)
+    if found is None:
+        return case, [], ()
+    held = replace(case, risk_hold=found.text, escalated=True)
+    return held, [found], (Escalate(case.id, found.text),)
 
 
 def _decline_of_replaced_method(
@@ -227,7 +263,9 @@ def _decline_of_replaced_method(
         "the declined attempt used the payment method the customer has since replaced; "
         "the new one is kept and retried",
     )
-    return _updated(case, policy, now, ctx, [why, note])
+    signal = _decline_signal(case, event, found.lane)
+    case, risk_notes, effects = _screen(case, signal, policy, now, ctx)
+    return _updated(case, policy, now, ctx, [why, note, *risk_notes], effects, signals=(signal,))
 
 
 def _open(
@@ -278,13 +316,35 @@ def _open(
                 ),
             )
         )
-    effects: tuple[Effect, ...] = ()
+    capped = chronic_cap(ctx.history, policy.risk.chronic, now)
+    if capped is not None:
+        case = replace(case, retry_cap=capped[0])
+        notes.append(capped[1])
+    extension = grace_extension(case, policy)
+    if extension:
+        notes.append(
+            Explanation(
+                f"policy.grace.extend.{case.customer.segment}",
+                f"segment {case.customer.segment} gets {format_duration(extension)} longer "
+                "grace: access steps and the case's end move that much later",
+                (
+                    ("segment", case.customer.segment or ""),
+                    ("extension", format_duration(extension)),
+                ),
+            )
+        )
+    signal = _decline_signal(case, event, info.lane)
+    case, risk_notes, effects = _screen(case, signal, policy, now, ctx)
+    notes.extend(risk_notes)
     reason = _escalation_reason(case, policy)
     if reason is not None:
-        case = replace(case, escalated=True)
         notes.append(Explanation("policy.escalation", reason))
-        effects = (Escalate(case.id, reason),)
-    decision = _updated(case, policy, now, ctx, notes, effects, ledger_entries=(entry,))
+        if not case.escalated:  # a risk hold escalated it already, with its own reason
+            case = replace(case, escalated=True)
+            effects = (Escalate(case.id, reason),)
+    decision = _updated(
+        case, policy, now, ctx, notes, effects, ledger_entries=(entry,), signals=(signal,)
+    )
     return replace(decision, outcome="opened")
 
 
@@ -317,7 +377,20 @@ def _on_payment_succeeded(
         else a
         for a in case.attempts
     )
-    notes = [Explanation("case.recovered", f"payment succeeded ({event.id}); access restored")]
+    # By a charge (dunwell's or the provider's own retry) unless the customer acted: a new
+    # card, an authentication, or a payment no retry made. Later cases read it (risk.chronic).
+    charged = (
+        event.attempt_id is not None
+        or case.in_flight is not None
+        or case.provider_retrying is not None
+    )
+    recovered_by = "retry" if charged and not case.customer_acted else "customer"
+    notes = [
+        Explanation(
+            "case.recovered",
+            f"payment succeeded ({event.id}), recovered by {recovered_by}; access restored",
+        )
+    ]
     if case.status is not CaseStatus.OPEN:
         notes.append(
             Explanation("case.late_payment", f"paid after the case ended {case.status.value}")
@@ -329,6 +402,7 @@ def _on_payment_succeeded(
         access=AccessLevel.FULL,
         closed_at=event.occurred_at,
         recovered_amount=event.amount or case.amount,
+        recovered_by=case.recovered_by or recovered_by,
     )
     effects: tuple[Effect, ...] = ()
     if case.access is not AccessLevel.FULL:
@@ -338,7 +412,7 @@ def _on_payment_succeeded(
 
 def _customer_fixed(case: RecoveryCase, at: datetime, why: str) -> RecoveryCase:
     # An advice code's wait stays: it is about the card, which a fix may not have changed.
-    return replace(case, customer_fixed_at=at, technical_retries=0)
+    return replace(case, customer_fixed_at=at, technical_retries=0, customer_acted=True)
 
 
 def _on_payment_method_updated(
@@ -368,7 +442,15 @@ def _on_payment_method_updated(
     note = Explanation(
         "case.payment_method_updated", "new payment method: lane retry_soon, retry at once"
     )
-    return _updated(case, policy, now, ctx, [note])
+    signal = CustomerSignal(
+        SignalKind.CARD_UPDATE,
+        event.occurred_at,
+        event.payment_method.credential_key,
+        case.id,
+        event.id,
+    )
+    case, risk_notes, effects = _screen(case, signal, policy, now, ctx)
+    return _updated(case, policy, now, ctx, [note, *risk_notes], effects, signals=(signal,))
 
 
 def _on_customer_authenticated(
@@ -429,7 +511,10 @@ def _on_dispute_opened(
         case, status=CaseStatus.DISPUTED, closed_at=event.occurred_at, blocked_credentials=blocked
     )
     text = "a dispute was opened: no further charge on this credential, recovery stops"
-    return _updated(case, policy, now, ctx, [Explanation("case.disputed", text)])
+    signal = CustomerSignal(
+        SignalKind.DISPUTE, event.occurred_at, case.payment_method.credential_key, case.id, event.id
+    )
+    return _updated(case, policy, now, ctx, [Explanation("case.disputed", text)], signals=(signal,))
 
 
 def _on_action_due(

@@ -9,6 +9,7 @@ from dunwell.domain.case import RecoveryCase
 from dunwell.domain.declines import DeclineTaxonomy, packaged_taxonomy
 from dunwell.domain.events import Customer, PaymentMethod
 from dunwell.domain.guardrails import NetworkLimits
+from dunwell.domain.history import CustomerHistory, CustomerSignal
 from dunwell.domain.ledger import AttemptLedger, LedgerEntry
 from dunwell.domain.money import Money
 from dunwell.domain.policy import AccessLevel
@@ -86,6 +87,9 @@ class Context:
 
     # The learned retry model (lanes with `align: learned`); None: cold-start rules.
     scorer: RetryScorer | None = None
+    # The customer's earlier cases and recent signals, as far back as the policy's `risk`
+    # rules look (loaded for failures and card updates only).
+    history: CustomerHistory = CustomerHistory()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +101,4 @@ class Decision:
     ledger_entries: tuple[LedgerEntry, ...] = ()
     ledger_uncount: tuple[str, ...] = ()  # attempt ids that turned out technical failures
     invoice_paid: bool = False  # remember the invoice as paid (a success with no case)
+    signals: tuple[CustomerSignal, ...] = ()  # for the customer's history (risk rules)

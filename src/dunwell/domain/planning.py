@@ -7,7 +7,7 @@ step with it (same key, same row), so a changed lane or a card update simply rep
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, RecoveryCase, Stage
 from dunwell.domain.decision import Context, Explanation
@@ -26,7 +26,11 @@ def replan(
     if not case.is_open:
         return replace(case, plan=(), stage=None), []
     lane_policy = policy.lane(case.lane)
-    end_at = max(case.opened_at + lane_policy.end_after, now)
+    extension = grace_extension(case, policy)
+    grace = ""
+    if extension:
+        grace = f" + {format_duration(extension)} grace for segment {case.customer.segment}"
+    end_at = max(case.opened_at + lane_policy.end_after + extension, now)
     notes: list[Explanation] = []
     plan: list[PlannedAction] = []
 
@@ -40,18 +44,18 @@ def replan(
             )
         )
     else:
-        plan.extend(_plan_notices(case, lane_policy, now, end_at))
+        plan.extend(_plan_notices(case, lane_policy, policy, now, end_at))
     for step in lane_policy.access:
-        due = max(case.opened_at + step.after, now)
+        due = max(case.opened_at + step.after + extension, now)
         if step.level.rank > case.access.rank and due < end_at:
             plan.append(
                 PlannedAction(
                     f"access:{step.level.value}",
                     ActionType.ACCESS,
                     due,
-                    f"policy.lanes.{case.lane.value}.access",
+                    f"policy.lanes.{case.lane.value}.access" + (" + policy.grace" if grace else ""),
                     f"access becomes {step.level.value} "
-                    f"{format_duration(step.after)} after the first failure",
+                    f"{format_duration(step.after)}{grace} after the first failure",
                     (("level", step.level.value),),
                 )
             )
@@ -60,9 +64,10 @@ def replan(
             "end",
             ActionType.END,
             end_at,
-            f"policy.lanes.{case.lane.value}.end",
+            f"policy.lanes.{case.lane.value}.end" + (" + policy.grace" if grace else ""),
             f"the case ends {lane_policy.end_outcome.value} "
-            f"{format_duration(lane_policy.end_after)} after the first failure unless recovered",
+            f"{format_duration(lane_policy.end_after)}{grace} after the first failure unless "
+            "recovered",
             (("outcome", lane_policy.end_outcome.value),),
         )
     )
@@ -77,6 +82,11 @@ def replan(
     ), notes
 
 
+def grace_extension(case: RecoveryCase, policy: Policy) -> timedelta:
+    """How much later the case's access steps and end fall for its customer's segment."""
+    return policy.grace.extension(case.customer.segment)
+
+
 def _plan_retry(
     case: RecoveryCase,
     lane_policy: LanePolicy,
@@ -88,6 +98,9 @@ def _plan_retry(
 ) -> PlannedAction | None:
     if case.in_flight is not None:
         return None  # its outcome replans
+    if case.risk_hold is not None:
+        notes.append(Explanation("risk.hold", f"no charge is planned: {case.risk_hold}"))
+        return None
     if case.decline.provider in SELF_RETRYING_PROVIDERS:
         notes.append(
             Explanation(
@@ -130,14 +143,29 @@ def _plan_retry(
             "count against network caps"
         )
     else:
+        ladder = lane_policy
+        allowed = min(lane_policy.max_attempts, len(lane_policy.retries))
+        if case.retry_cap is not None and case.retry_cap < allowed:
+            ladder = replace(lane_policy, max_attempts=case.retry_cap)
         timed = next_retry_at(
             case.opened_at,
             case.attempts_made,
-            lane_policy,
+            ladder,
             policy.timing,
             case.customer.timezone,
             case.lane.value,
+            case.customer.country,
         )
+        if timed is None and ladder is not lane_policy:
+            notes.append(
+                Explanation(
+                    "risk.chronic",
+                    f"no retry left: {case.attempts_made} made, retries are capped at "
+                    f"{case.retry_cap} for a chronic failer; the customer is asked instead",
+                    (("retry_cap", str(case.retry_cap)),),
+                )
+            )
+            return None
         if timed is None:
             notes.append(
                 Explanation(
@@ -148,7 +176,7 @@ def _plan_retry(
             )
             return None
         due, rule, reason = max(timed.due_at, now), timed.rule, timed.reason
-        learned = learned_retry_at(case, lane_policy, policy.timing, now, ctx.scorer)
+        learned = learned_retry_at(case, ladder, policy.timing, now, ctx.scorer)
         if isinstance(learned, NoRetry):
             notes.append(Explanation(learned.rule, learned.reason))
             return None
@@ -182,16 +210,25 @@ def _plan_retry(
 
 
 def _plan_notices(
-    case: RecoveryCase, lane_policy: LanePolicy, now: datetime, end_at: datetime
+    case: RecoveryCase, lane_policy: LanePolicy, policy: Policy, now: datetime, end_at: datetime
 ) -> list[PlannedAction]:
     fired = {n.key for n in case.notices}
     planned: list[PlannedAction] = []
-    for index, checkpoint in enumerate(lane_policy.notices):
+    checkpoints = [
+        (f"policy.lanes.{case.lane.value}.notices[{i}]", c)
+        for i, c in enumerate(lane_policy.notices)
+    ]
+    chronic = policy.risk.chronic
+    if case.retry_cap is not None and chronic is not None and chronic.notice is not None:
+        # A chronic failer is asked to fix the payment at once: retries are unlikely to.
+        checkpoints.insert(0, ("risk.chronic.notice", chronic.notice))
+    for rule, checkpoint in checkpoints:
         key = checkpoint.key(case.failures)
-        if key in fired:
+        if key in fired or any(p.key == key for p in planned):
             continue
-        rule = f"policy.lanes.{case.lane.value}.notices[{index}]"
-        if checkpoint.when == "entered":
+        if checkpoint.when == "entered" and rule == "risk.chronic.notice":
+            due, why = now, "the customer is a chronic failer: ask them to fix the payment"
+        elif checkpoint.when == "entered":
             due, why = now, f"the case is in lane {case.lane.value}"
         elif checkpoint.when in ("failure", "every_failure"):
             if checkpoint.when == "failure" and case.failures < (checkpoint.count or 1):

@@ -101,12 +101,96 @@ class Timing:
     learned_tolerance: float = 0.05
     # A window whose best probability x amount (minor units) is below this is skipped.
     learned_min_value_minor: int = 0
+    # Cold-start retries (align payday, local_hours, learned without a model) that would land
+    # on a public holiday of the customer's country move to the next business day: banks and
+    # issuers run on skeleton crews, salaries are not paid, customers are away.
+    holidays: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
     segments: frozenset[str] = frozenset()
     min_amount_minor: Mapping[str, int] = field(default_factory=dict)  # per currency
+
+
+@dataclass(frozen=True, slots=True)
+class Grace:
+    """Longer grace for listed segments: access steps and the case's end move this much later."""
+
+    extend: Mapping[str, timedelta] = field(default_factory=dict)  # per customer segment
+
+    def extension(self, segment: str | None) -> timedelta:
+        return self.extend.get(segment, timedelta(0)) if segment else timedelta(0)
+
+
+# How an earlier case of the customer ended, as `risk.chronic.ignore` names it.
+PAST_CASE_OUTCOMES = (
+    "recovered_by_retry",
+    "recovered_by_customer",
+    "churned",
+    "written_off",
+    "canceled",
+    "disputed",
+    "open",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Chronic:
+    """A customer with `min_cases` earlier recovery cases within `lookback` is a chronic
+    failer: the retry ladder is cut to `max_retries` and the customer is asked instead."""
+
+    lookback: timedelta
+    min_cases: int
+    max_retries: int
+    ignore: frozenset[str] = frozenset()  # outcomes of earlier cases that do not count
+    notice: Checkpoint | None = None  # sent when the case opens, besides the lane's notices
+
+
+@dataclass(frozen=True, slots=True)
+class CardsDeclined:
+    within: timedelta
+    min_cards: int  # different cards of one customer declined within `within`
+
+
+@dataclass(frozen=True, slots=True)
+class CardUpdates:
+    within: timedelta
+    min_updates: int  # card updates within `within`
+    min_declines: int  # declines after the first of them
+
+
+@dataclass(frozen=True, slots=True)
+class PriorFraud:
+    lookback: timedelta  # a fraud decline or a dispute on an earlier case within this
+
+
+@dataclass(frozen=True, slots=True)
+class CardTesting:
+    """Card-testing and fraud patterns that stop a case's charges and hand it to a human."""
+
+    cards_declined: CardsDeclined | None = None
+    card_updates: CardUpdates | None = None
+    prior_fraud: PriorFraud | None = None
+
+    def horizon(self) -> timedelta | None:
+        """How far back the customer's signals must reach; None: no rule is on."""
+        windows = [
+            w
+            for w in (
+                self.cards_declined.within if self.cards_declined else None,
+                self.card_updates.within if self.card_updates else None,
+                self.prior_fraud.lookback if self.prior_fraud else None,
+            )
+            if w is not None
+        ]
+        return max(windows, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Risk:
+    chronic: Chronic | None = None
+    card_testing: CardTesting = CardTesting()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +202,8 @@ class Policy:
     timing: Timing
     escalation: Escalation
     digest: str  # content hash: which exact policy a case ran under
+    risk: Risk = Risk()
+    grace: Grace = Grace()
 
     def lane(self, lane: Lane) -> LanePolicy:
         return self.lanes[lane]
@@ -172,12 +258,18 @@ class _Reader:
 def parse_policy(data: Any) -> Policy:
     r = _Reader()
     root = r.mapping("(policy)", data)
-    r.unknown_keys("", root, {"name", "version", "description", "lanes", "timing", "escalation"})
+    r.unknown_keys(
+        "",
+        root,
+        {"name", "version", "description", "lanes", "timing", "escalation", "risk", "grace"},
+    )
     name = root.get("name")
     if not isinstance(name, str) or not name:
         r.fail("name", "required, a non-empty string")
     timing = _timing(r, root.get("timing") or {})
     escalation = _escalation(r, root.get("escalation") or {})
+    risk = _risk(r, root.get("risk") or {})
+    grace = _grace(r, root.get("grace") or {})
     lanes_raw = r.mapping("lanes", root.get("lanes"))
     lanes: dict[Lane, LanePolicy] = {}
     for key in lanes_raw:
@@ -201,6 +293,8 @@ def parse_policy(data: Any) -> Policy:
         timing=timing,
         escalation=escalation,
         digest=digest[:12],
+        risk=risk,
+        grace=grace,
     )
 
 
@@ -218,6 +312,7 @@ def _timing(r: _Reader, raw: Any) -> Timing:
             "learned_min_rows",
             "learned_tolerance",
             "learned_min_value_minor",
+            "holidays",
         },
     )
     default = Timing()
@@ -252,7 +347,12 @@ def _timing(r: _Reader, raw: Any) -> Timing:
             "expected a non-negative integer (probability x amount, in minor units)",
         )
         min_value = default.learned_min_value_minor
+    holidays = data.get("holidays", default.holidays)
+    if type(holidays) is not bool:
+        r.fail("timing.holidays", "expected true or false")
+        holidays = default.holidays
     return Timing(
+        holidays=holidays,
         learned_min_value_minor=min_value,
         learned_window=learned_window or default.learned_window,
         learned_min_rows=min_rows,
@@ -273,6 +373,81 @@ def _escalation(r: _Reader, raw: Any) -> Escalation:
         if type(value) is not int or value < 0:
             r.fail(f"escalation.min_amount_minor.{currency}", "expected a non-negative integer")
     return Escalation(frozenset(str(s) for s in segments), dict(amounts))
+
+
+def _grace(r: _Reader, raw: Any) -> Grace:
+    data = r.mapping("grace", raw)
+    r.unknown_keys("grace", data, {"extend"})
+    extend = r.mapping("grace.extend", data.get("extend") or {})
+    parsed = {
+        str(segment): d
+        for segment, value in extend.items()
+        if (d := r.duration(f"grace.extend.{segment}", value)) is not None
+    }
+    return Grace(parsed)
+
+
+def _count(r: _Reader, path: str, value: Any, minimum: int, what: str) -> int:
+    if type(value) is not int or value < minimum:
+        r.fail(path, f"required, an integer >= {minimum} ({what})")
+        return minimum
+    return value
+
+
+def _risk(r: _Reader, raw: Any) -> Risk:
+    data = r.mapping("risk", raw)
+    r.unknown_keys("risk", data, {"chronic", "card_testing"})
+    chronic = _chronic(r, data["chronic"]) if "chronic" in data else None
+    testing = r.mapping("risk.card_testing", data.get("card_testing") or {})
+    r.unknown_keys("risk.card_testing", testing, {"cards_declined", "card_updates", "prior_fraud"})
+    cards = updates = prior = None
+    if "cards_declined" in testing:
+        path = "risk.card_testing.cards_declined"
+        block = r.mapping(path, testing["cards_declined"])
+        r.unknown_keys(path, block, {"within", "min_cards"})
+        within = r.duration(f"{path}.within", block.get("within"))
+        count = _count(r, f"{path}.min_cards", block.get("min_cards"), 2, "different cards")
+        cards = CardsDeclined(within, count) if within is not None else None
+    if "card_updates" in testing:
+        path = "risk.card_testing.card_updates"
+        block = r.mapping(path, testing["card_updates"])
+        r.unknown_keys(path, block, {"within", "min_updates", "min_declines"})
+        within = r.duration(f"{path}.within", block.get("within"))
+        n_updates = _count(r, f"{path}.min_updates", block.get("min_updates"), 1, "card updates")
+        n_declines = _count(
+            r, f"{path}.min_declines", block.get("min_declines"), 1, "declines after them"
+        )
+        updates = CardUpdates(within, n_updates, n_declines) if within is not None else None
+    if "prior_fraud" in testing:
+        path = "risk.card_testing.prior_fraud"
+        block = r.mapping(path, testing["prior_fraud"])
+        r.unknown_keys(path, block, {"lookback"})
+        lookback = r.duration(f"{path}.lookback", block.get("lookback"))
+        prior = PriorFraud(lookback) if lookback is not None else None
+    return Risk(chronic, CardTesting(cards, updates, prior))
+
+
+def _chronic(r: _Reader, raw: Any) -> Chronic | None:
+    path = "risk.chronic"
+    data = r.mapping(path, raw)
+    r.unknown_keys(path, data, {"lookback", "min_cases", "max_retries", "ignore", "notice"})
+    lookback = r.duration(f"{path}.lookback", data.get("lookback"))
+    min_cases = _count(r, f"{path}.min_cases", data.get("min_cases"), 1, "earlier cases")
+    max_retries = _count(r, f"{path}.max_retries", data.get("max_retries"), 0, "retries")
+    ignore = r.sequence(f"{path}.ignore", data.get("ignore"))
+    for i, outcome in enumerate(ignore):
+        if outcome not in PAST_CASE_OUTCOMES:
+            r.fail(f"{path}.ignore[{i}]", f"expected one of {list(PAST_CASE_OUTCOMES)}")
+    notice = None
+    if "notice" in data:
+        block = r.mapping(f"{path}.notice", data["notice"])
+        r.unknown_keys(f"{path}.notice", block, {"template", "channel"})
+        # Sent once, like a lane's `entered` checkpoint of the same template (the customer
+        # never gets it twice).
+        notice = _checkpoint(r, f"{path}.notice", {**block, "when": "entered"})
+    if lookback is None:
+        return None
+    return Chronic(lookback, min_cases, max_retries, frozenset(map(str, ignore)), notice)
 
 
 def _lane(r: _Reader, path: str, lane: Lane, raw: Any) -> LanePolicy | None:

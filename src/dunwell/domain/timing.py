@@ -3,7 +3,8 @@
 Cold-start rules only (the learned model comes later): retry offsets count from the case's
 opening; `payday` moves a retry forward to a likely payday (the 1st, the 15th, the last
 business day of the month) when one falls within the policy's window; every aligned retry
-lands inside the customer's local contact hours.
+lands inside the customer's local contact hours; with `timing.holidays`, one that would land
+on a public holiday of the customer's country moves to the next business day's first hour.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dunwell.domain.durations import format_duration
+from dunwell.domain.holiday_calendar import holiday_name, next_business_day
 from dunwell.domain.policy import Align, LanePolicy, Timing
 
 UTC = ZoneInfo("UTC")
@@ -69,6 +71,7 @@ def next_retry_at(
     timing: Timing,
     timezone: str | None,
     lane_name: str,
+    country: str | None = None,
 ) -> RetryTime | None:
     """The policy's time for retry number `attempts_made + 1`, or None when none is left."""
     n = attempts_made
@@ -95,6 +98,18 @@ def next_retry_at(
             rule += " + timing.payday"
     aligned = into_local_hours(due, zone, timing.local_hours)
     local = aligned.astimezone(zone)
+    holiday = holiday_name(country, local.date()) if timing.holidays else None
+    if holiday is not None:
+        # Shifted, not skipped: the retry keeps its place in the ladder.
+        landed = local.date()
+        day = next_business_day(country, landed)
+        aligned = datetime.combine(day, time(timing.local_hours[0]), zone).astimezone(UTC)
+        local = aligned.astimezone(zone)
+        reason += (
+            f", moved from {landed.isoformat()} ({holiday}, a public "
+            f"holiday in {country}) to the next business day {day.isoformat()}"
+        )
+        rule += " + timing.holidays"
     reason += (
         f", at {local:%H:%M} {zone.key} (customer's local hours "
         f"{timing.local_hours[0]:02d}-{timing.local_hours[1]:02d})"

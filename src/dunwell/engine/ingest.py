@@ -32,6 +32,7 @@ from dunwell.domain.events import (
     SubscriptionCanceled,
 )
 from dunwell.domain.guardrails import NetworkLimits
+from dunwell.domain.history import CustomerHistory, PastCase
 from dunwell.domain.policy import Policy
 from dunwell.domain.routing import Routing
 from dunwell.domain.scoring import RetryScorer
@@ -239,6 +240,7 @@ class Ingest:
             routing=routing,
             paused_providers=self.breaker.paused(now),
             scorer=self.scorer,
+            history=_history(uow, tenant_id, case, event, policy, now),
         )
         return decide(case, event, policy, now, ctx)
 
@@ -287,6 +289,7 @@ class Ingest:
             return
         uow.cases.save(case, now)
         uow.ledger.add_many(tenant_id, case.id, decision.ledger_entries)
+        uow.history.add_signals(tenant_id, case.customer.id, decision.signals)
         for attempt_id in decision.ledger_uncount:
             uow.ledger.uncount(attempt_id)
         effects = [effect_to_dict(e) for e in decision.effects]
@@ -331,6 +334,31 @@ class Ingest:
                 },
                 event_id=event.id,
             )
+
+
+def _history(
+    uow: UnitOfWork,
+    tenant_id: str,
+    case: RecoveryCase | None,
+    event: Event,
+    policy: Policy,
+    now: datetime,
+) -> CustomerHistory:
+    """What the policy's risk rules look at, and only then: a failure or a card update reads
+    the customer's recent signals, a failure opening a case their earlier cases too."""
+    if isinstance(event, PaymentFailed):
+        customer_id = event.customer.id
+    elif isinstance(event, PaymentMethodUpdated):
+        customer_id = event.customer_id
+    else:
+        return CustomerHistory()
+    horizon = policy.risk.card_testing.horizon()
+    signals = uow.history.signals(tenant_id, customer_id, now - horizon) if horizon else []
+    chronic = policy.risk.chronic
+    past: list[PastCase] = []
+    if chronic is not None and case is None and isinstance(event, PaymentFailed):
+        past = uow.history.past_cases(tenant_id, customer_id, now - chronic.lookback)
+    return CustomerHistory(tuple(past), tuple(signals))
 
 
 def _retrying_providers(uow: UnitOfWork, tenant_id: str) -> frozenset[str]:

@@ -92,6 +92,10 @@ def case_to_dict(case: RecoveryCase) -> dict[str, Any]:
         "recovered_amount": _money(case.recovered_amount),
         "provider_retrying": case.provider_retrying,
         "provider_gave_up_at": _dt(case.provider_gave_up_at),
+        "retry_cap": case.retry_cap,
+        "risk_hold": case.risk_hold,
+        "customer_acted": case.customer_acted,
+        "recovered_by": case.recovered_by,
     }
 
 
@@ -164,4 +168,9 @@ def case_from_dict(data: dict[str, Any]) -> RecoveryCase:
         # Absent in cases stored before provider-managed retries.
         provider_retrying=data.get("provider_retrying"),
         provider_gave_up_at=_parse_dt(data.get("provider_gave_up_at")),
+        # Absent in cases stored before the risk rules.
+        retry_cap=data.get("retry_cap"),
+        risk_hold=data.get("risk_hold"),
+        customer_acted=data.get("customer_acted", False),
+        recovered_by=data.get("recovered_by"),
     )

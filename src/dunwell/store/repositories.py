@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from dunwell.domain.case import PlannedAction, RecoveryCase
+from dunwell.domain.history import CustomerSignal, PastCase, SignalKind, past_outcome
 from dunwell.domain.ledger import LEDGER_HORIZON, AttemptLedger, LedgerEntry
 from dunwell.store.codec import case_from_dict, case_to_dict
 from dunwell.store.tables import (
     ActionRow,
     AuditEntry,
     CaseRow,
+    CustomerSignalRow,
     DeadLetter,
     EventRow,
     LedgerRow,
@@ -37,6 +39,7 @@ _events = cast(Table, EventRow.__table__)
 _paid = cast(Table, PaidInvoice.__table__)
 _tenants = cast(Table, Tenant.__table__)
 _assignments = cast(Table, PolicyAssignment.__table__)
+_signals = cast(Table, CustomerSignalRow.__table__)
 
 
 def _param(name: str) -> Any:
@@ -96,6 +99,36 @@ _FIND_EVENT = select(_events.c.outcome, _events.c.case_ids).where(
     _events.c.tenant_id == _param("tenant_id"), _events.c.event_id == _param("event_id")
 )
 _INSERT_EVENT = insert(_events)
+# The customer's history for the risk rules: both read through (tenant, customer[, time])
+# indexes, newest first, and bounded (a customer's recent past, not a full scan).
+_HISTORY_LIMIT = 200
+_SIGNALS = (
+    select(
+        _signals.c.kind,
+        _signals.c.at,
+        _signals.c.credential_key,
+        _signals.c.case_id,
+        _signals.c.event_id,
+    )
+    .where(
+        _signals.c.tenant_id == _param("tenant_id"),
+        _signals.c.customer_id == _param("customer_id"),
+        _signals.c.at > _param("since"),
+    )
+    .order_by(_signals.c.at.desc())
+    .limit(_HISTORY_LIMIT)
+)
+_PAST_CASES = (
+    select(_cases.c.id, _cases.c.opened_at, _cases.c.status, _cases.c.recovered_by)
+    .where(
+        _cases.c.tenant_id == _param("tenant_id"),
+        _cases.c.customer_id == _param("customer_id"),
+        _cases.c.opened_at > _param("since"),
+    )
+    .order_by(_cases.c.opened_at.desc())
+    .limit(_HISTORY_LIMIT)
+)
+_INSERT_SIGNALS = insert(_signals)
 
 
 def _execute(session: Session, statement: Any, params: Any = None) -> Any:
@@ -170,6 +203,7 @@ class CaseRepository:
             opened_at=case.opened_at,
             closed_at=case.closed_at,
             next_action_at=next_action.due_at if next_action else None,
+            recovered_by=case.recovered_by,
             state=case_to_dict(case),
             updated_at=now,
         )
@@ -506,6 +540,53 @@ class LedgerRepository:
             self.session,
             update(_ledger).where(_ledger.c.attempt_id == attempt_id).values(counted=False),
         )
+
+
+class HistoryRepository:
+    """A customer's earlier cases and payment signals (domain/history.py)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def past_cases(self, tenant_id: str, customer_id: str, since: datetime) -> list[PastCase]:
+        rows = _execute(
+            self.session,
+            _PAST_CASES,
+            {"tenant_id": tenant_id, "customer_id": customer_id, "since": since},
+        )
+        return [
+            PastCase(case_id, opened_at, past_outcome(status, recovered_by))
+            for case_id, opened_at, status, recovered_by in rows
+        ]
+
+    def signals(self, tenant_id: str, customer_id: str, since: datetime) -> list[CustomerSignal]:
+        rows = _execute(
+            self.session,
+            _SIGNALS,
+            {"tenant_id": tenant_id, "customer_id": customer_id, "since": since},
+        )
+        return [
+            CustomerSignal(SignalKind(kind), at, credential_key, case_id, event_id)
+            for kind, at, credential_key, case_id, event_id in rows
+        ]
+
+    def add_signals(
+        self, tenant_id: str, customer_id: str, signals: Iterable[CustomerSignal]
+    ) -> None:
+        rows = [
+            dict(
+                tenant_id=tenant_id,
+                customer_id=customer_id,
+                kind=s.kind.value,
+                at=s.at,
+                credential_key=s.credential_key,
+                case_id=s.case_id,
+                event_id=s.event_id,
+            )
+            for s in signals
+        ]
+        if rows:
+            _execute(self.session, _INSERT_SIGNALS, rows)
 
 
 class AuditRepository:

@@ -106,6 +106,7 @@ class CaseRow(Base):
     opened_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     next_action_at: Mapped[datetime | None]
+    recovered_by: Mapped[str | None] = mapped_column(String(16))  # retry | customer
     state: Mapped[dict[str, Any]]
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
@@ -179,6 +180,22 @@ class LedgerRow(Base):
     counted: Mapped[bool] = mapped_column(Boolean, default=True)
     never_retry: Mapped[bool] = mapped_column(Boolean, default=False)
     wait_until: Mapped[datetime | None]
+
+
+class CustomerSignalRow(Base):
+    """A decline, card update or dispute of a customer, for the card-testing rules
+    (domain/risk.py): read per customer over the policy's lookback, newest first."""
+
+    __tablename__ = "customer_signals"
+    __table_args__ = (Index("ix_customer_signals_customer", "tenant_id", "customer_id", "at"),)
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(Id)
+    customer_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # decline | fraud_decline | card_update | dispute
+    at: Mapped[datetime]
+    credential_key: Mapped[str] = mapped_column(String(255))
+    case_id: Mapped[str] = mapped_column(Id)
+    event_id: Mapped[str] = mapped_column(String(255))
 
 
 class NoticeSend(Base):

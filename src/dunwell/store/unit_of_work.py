@@ -12,6 +12,7 @@ from dunwell.store.repositories import (
     CaseRepository,
     DeadLetterRepository,
     EventRepository,
+    HistoryRepository,
     InvoiceRepository,
     LedgerRepository,
     TenantRepository,
@@ -27,6 +28,7 @@ class UnitOfWork:
         self.cases = CaseRepository(self.session)
         self.actions = ActionRepository(self.session)
         self.ledger = LedgerRepository(self.session)
+        self.history = HistoryRepository(self.session)
         self.audit = AuditRepository(self.session)
         self.invoices = InvoiceRepository(self.session)
         self.events = EventRepository(self.session)
