@@ -492,3 +492,44 @@ def test_the_default_policy_turns_the_risk_rules_on_as_documented() -> None:
     assert DEFAULT.risk.card_testing.horizon() == timedelta(days=365)
     assert DEFAULT.grace.extend == {"enterprise": timedelta(days=14), "premium": timedelta(days=7)}
     assert DEFAULT.timing.holidays is True
+
+
+# --- asking the customer when the ladder is over ------------------------------------------
+
+
+def test_when_the_ladder_runs_out_the_customer_is_asked_instead_once() -> None:
+    data = policy_yaml("default")
+    funds = data["lanes"]["retry_after_funds"]
+    funds["retries"] = ["1d"]
+    funds["align"] = "none"
+    funds["notices"] = [
+        {"when": "retries_exhausted", "template": "update_payment_method", "channel": "email"}
+    ]
+    policy = parse_policy(data)
+    opened = open_case(policy=policy).case
+    assert opened is not None and retries(opened) == ["retry:1"]
+    assert opened.planned("notice:retries-exhausted:update_payment_method") is None  # one left
+
+    [retry] = [a for a in opened.plan if a.type is ActionType.RETRY]
+    started = decide(
+        opened, ActionDue("due_1", retry.due_at, opened.id, retry.key), policy, retry.due_at, ctx()
+    )
+    assert started.case is not None
+    # While the charge is in flight the ladder is not over: its outcome replans.
+    assert started.case.planned("notice:retries-exhausted:update_payment_method") is None
+    [charge] = [e for e in started.effects if isinstance(e, Charge)]
+    later = retry.due_at + timedelta(seconds=5)
+    declined = decide(
+        started.case, failed(at=later, attempt_id=charge.attempt_id), policy, later, ctx()
+    )
+    assert declined.case is not None and retries(declined.case) == []
+    ask = declined.case.planned("notice:retries-exhausted:update_payment_method")
+    assert ask is not None and ask.due_at == later
+    assert "no retry is left on the ladder" in ask.reason
+
+
+def test_retries_exhausted_is_a_known_checkpoint_kind_and_others_are_refused() -> None:
+    data = policy_yaml("default")
+    data["lanes"]["retry_soon"]["notices"] = [{"when": "ladder_done", "template": "x"}]
+    with pytest.raises(PolicyError, match="retries_exhausted"):
+        parse_policy(data)

@@ -44,7 +44,8 @@ def replan(
             )
         )
     else:
-        plan.extend(_plan_notices(case, lane_policy, policy, now, end_at))
+        exhausted = retry is None and _ladder_over(case, lane_policy)
+        plan.extend(_plan_notices(case, lane_policy, policy, now, end_at, exhausted))
     for step in lane_policy.access:
         due = max(case.opened_at + step.after + extension, now)
         if step.level.rank > case.access.rank and due < end_at:
@@ -209,8 +210,26 @@ def _plan_retry(
     return PlannedAction(key, ActionType.RETRY, due, rule, reason, params)
 
 
+def _ladder_over(case: RecoveryCase, lane_policy: LanePolicy) -> bool:
+    """No retry is planned although the lane retries and nothing else is pending: the ladder
+    ran out, was capped, the model saw no window worth a charge, or a guardrail closed it."""
+    return (
+        bool(lane_policy.retries)
+        and case.in_flight is None
+        and case.risk_hold is None
+        and case.customer_fixed_at is None
+        and not case.provider_retries_on
+        and case.decline.provider not in SELF_RETRYING_PROVIDERS
+    )
+
+
 def _plan_notices(
-    case: RecoveryCase, lane_policy: LanePolicy, policy: Policy, now: datetime, end_at: datetime
+    case: RecoveryCase,
+    lane_policy: LanePolicy,
+    policy: Policy,
+    now: datetime,
+    end_at: datetime,
+    exhausted: bool = False,
 ) -> list[PlannedAction]:
     fired = {n.key for n in case.notices}
     planned: list[PlannedAction] = []
@@ -230,6 +249,10 @@ def _plan_notices(
             due, why = now, "the customer is a chronic failer: ask them to fix the payment"
         elif checkpoint.when == "entered":
             due, why = now, f"the case is in lane {case.lane.value}"
+        elif checkpoint.when == "retries_exhausted":
+            if not exhausted:
+                continue
+            due, why = now, "no retry is left on the ladder: the customer is asked instead"
         elif checkpoint.when in ("failure", "every_failure"):
             if checkpoint.when == "failure" and case.failures < (checkpoint.count or 1):
                 continue

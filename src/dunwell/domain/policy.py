@@ -49,7 +49,9 @@ class Checkpoint:
     """When a notice goes out: never per retry, only at one of these."""
 
     # entered: the first time the case is in this lane (at opening, or moved by a decline).
-    when: str  # entered | failure | every_failure | elapsed (YAML 1.1 reads a key `on` as true)
+    # entered | failure | every_failure | elapsed | retries_exhausted (no retry left on the
+    # lane's ladder: ask the customer instead). YAML 1.1 reads a key `on` as true: `when`.
+    when: str
     template: str
     channel: str = "email"
     count: int | None = None  # on: failure, the Nth failed charge (the first failure is 1)
@@ -60,6 +62,8 @@ class Checkpoint:
             return f"notice:failure-{self.count}:{self.template}"
         if self.when == "every_failure":
             return f"notice:failure-{failures}:{self.template}"
+        if self.when == "retries_exhausted":
+            return f"notice:retries-exhausted:{self.template}"
         if self.when == "elapsed":
             seconds = int(self.after.total_seconds()) if self.after else 0
             return f"notice:elapsed-{seconds}s:{self.template}"
@@ -215,7 +219,7 @@ class PolicyError(ValueError):
         super().__init__("invalid policy:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
-_CHECKPOINT_KINDS = ("entered", "failure", "every_failure", "elapsed")
+_CHECKPOINT_KINDS = ("entered", "failure", "every_failure", "elapsed", "retries_exhausted")
 
 
 class _Reader:
