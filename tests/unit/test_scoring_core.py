@@ -272,7 +272,10 @@ def test_a_cheap_hopeless_case_gets_no_retry_and_a_valuable_one_does() -> None:
     assert cheap.case is not None
     assert not [a for a in cheap.case.plan if a.type is ActionType.RETRY]
     why = [e.text for e in cheap.explanations if "learned_min_value_minor" in e.rule]
-    assert why and "p=0.02" in why[0] and "below the policy's 600" in why[0]
+    assert why and "p=0.02" in why[0] and "below the policy's 300" in why[0]
+    # No charge worth making: the customer is asked instead, at once.
+    ask = cheap.case.planned("notice:retries-exhausted:update_payment_method")
+    assert ask is not None and ask.due_at == opened
     valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.02 x 49,900 = 998
     rich = decide(None, valuable, SMART, opened, Context("t", scorer=scorer))
     assert rich.case is not None and [a for a in rich.case.plan if a.type is ActionType.RETRY]
@@ -281,10 +284,11 @@ def test_a_cheap_hopeless_case_gets_no_retry_and_a_valuable_one_does() -> None:
 def test_a_window_not_worth_a_charge_is_skipped_for_a_later_one() -> None:
     opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
 
-    def p(f: RetryFeatures) -> float:  # only from day 6 on is a charge worth it
-        return 0.5 if f.hours_since_failure >= 6 * 24 else 0.01
+    def p(f: RetryFeatures) -> float:  # only from day 8 on is a charge worth it
+        return 0.5 if f.hours_since_failure >= 8 * 24 else 0.01
 
     decision = decide(None, _failed(opened), SMART, opened, Context("t", scorer=TableScorer(p)))
     retry = _retry(decision.case)
-    assert retry.due_at >= opened + timedelta(days=6)
+    # The first window (1d to the next offset, 6d) is not worth a charge; the next one is.
+    assert retry.due_at >= opened + timedelta(days=8)
     assert "earlier window(s) skipped as not worth a charge" in retry.reason

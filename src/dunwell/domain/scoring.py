@@ -228,6 +228,12 @@ def case_features_at(case: RecoveryCase, at: datetime) -> RetryFeatures:
     )
 
 
+def _since(opened_at: datetime, at: datetime) -> str:
+    """A window edge as time since the first failure, rounded down to the hour."""
+    hours = max(int((at - opened_at).total_seconds() // 3600), 0)
+    return format_duration(timedelta(hours=hours))
+
+
 @dataclass(frozen=True, slots=True)
 class NoRetry:
     """The model sees no hour worth a charge before the case ends."""
@@ -294,10 +300,12 @@ def learned_retry_at(
             f"{timing.learned_min_value_minor}",
         )
     total = min(lane_policy.max_attempts, len(lane_policy.retries))
+    window_from = _since(case.opened_at, earliest)
+    window_to = _since(case.opened_at, min(latest, end))
     reason = (
         f"retry {n + 1} of {total} for lane {case.lane.value}: the best hour from "
-        f"{format_duration(offset)} after the first failure to "
-        f"{format_duration(timing.learned_window)} later; {describe(choice, zone, scorer.version)}"
+        f"{window_from} to {window_to} after the first failure; "
+        f"{describe(choice, zone, scorer.version)}"
     )
     if choice.probability < choice.best_probability:
         reason += f" (best {choice.best_probability:.2f}, later)"
