@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -381,6 +382,14 @@ def simulate(
             "per run, as deployed); the results are the same, byte for byte"
         ),
     ] = "memory",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="policies run at once, each in its own process (default: one per CPU); "
+            "the results are the same, byte for byte",
+        ),
+    ] = None,
 ) -> None:
     """Run a world of failing cards through the real engine, once per policy."""
     import logging
@@ -426,6 +435,7 @@ def simulate(
             model_dir=model_dir,
             train_customers=train_customers,
             store=store,
+            workers=workers or os.cpu_count() or 1,
         )
     except WorldSpecError as exc:  # the factory ran, but did not give a World
         err.print(f"bad world: {exc}", markup=False)

@@ -126,6 +126,11 @@ def test_the_memory_store_gives_the_sqlite_json_byte_for_byte(name: str) -> None
         assert on_memory["training"]["rows"] >= load_policies()["smart"].timing.learned_min_rows
 
 
+def test_policies_in_parallel_processes_give_the_same_bytes() -> None:
+    run = STORE_RUNS["trained"]  # three arms on two workers; the model goes with the fork
+    assert to_json(simulate(**run, workers=2)) == to_json(simulate(**run, workers=1))
+
+
 def test_an_unknown_store_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown store"):
         simulate(customers=2, days=2, seed=1, store="postgres")

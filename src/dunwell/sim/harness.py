@@ -10,11 +10,13 @@ it), and keeps its own record of what reached the networks for the violations ch
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -316,6 +318,7 @@ def simulate(
     model_dir: Path | None = None,
     train_customers: int | None = None,
     store: str = DEFAULT_STORE,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Every policy on the same world; the result is plain JSON-able data.
 
@@ -323,7 +326,8 @@ def simulate(
     other customers (another seed) over the `train_days` before `start`; a model is trained on
     the attempts the harness saw there (saved in `model_dir` if given), and every policy then
     runs the evaluation period with it. Policies without `align: learned` ignore it.
-    `store`: where the engine keeps its state (`STORES`); it changes the speed, not the JSON."""
+    `store`: where the engine keeps its state (`STORES`); `workers`: how many policies run at
+    once, each in its own process (`run_arms`). Neither changes the JSON, only the speed."""
     factory = load_world_factory(world) if isinstance(world, str) else world
 
     def fresh() -> World:
@@ -340,7 +344,7 @@ def simulate(
             training["saved_as"] = ModelStore(model_dir).save(scorer, training.pop("manifest"))
         else:
             training.pop("manifest")
-    runs = {name: run_policy(fresh, name, scorer, store) for name in policies}
+    runs = run_arms(fresh, policies, scorer, store, workers)
     oracle = next((r.oracle for r in runs.values() if r.oracle is not None), None)
     extra: dict[str, Any] = {} if training is None else {"training": training}
     return {
@@ -358,6 +362,43 @@ def simulate(
         "oracle": None if oracle is None else oracle.as_dict(),
         "policies": {name: r.as_dict() for name, r in runs.items()},
     }
+
+
+# The arms a pool of forked workers runs, by index: a forked child inherits them, so nothing
+# (a world factory, a trained model) has to be pickled on the way in.
+_ARMS: list[Callable[[], PolicyResult]] = []
+
+
+def run_arms(
+    fresh: Callable[[], World],
+    policies: Sequence[str],
+    scorer: RetryScorer | None,
+    store: str,
+    workers: int,
+) -> dict[str, PolicyResult]:
+    """Every policy's run, `workers` of them at once (each in a forked process).
+
+    The runs share nothing: each gets a fresh world from the factory (the protocol asks for
+    one per call) and its own store, so a run's result does not depend on where it ran, and
+    they come back in the order of `policies`. Customers are not split across processes:
+    the engine's circuit breaker is shared by every customer of a run (one customer's
+    provider errors hold everyone's retries), so a run cannot be cut in pieces and give the
+    same bytes."""
+    jobs = [partial(run_policy, fresh, name, scorer, store) for name in policies]
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return {name: job() for name, job in zip(policies, jobs, strict=True)}
+    _ARMS[:] = jobs
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            results = pool.map(_run_arm, range(len(jobs)), chunksize=1)
+    finally:
+        _ARMS.clear()
+    return dict(zip(policies, results, strict=True))
+
+
+def _run_arm(index: int) -> PolicyResult:
+    # In the child: the history (for training only) stays here, not pickled back.
+    return replace(_ARMS[index](), history=())
 
 
 def _name(factory: object) -> str:

@@ -18,7 +18,7 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cached_property, partial
 from types import TracebackType
 from typing import Any
 
@@ -106,13 +106,36 @@ class MemoryUnitOfWork:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
         self.undo: list[Callable[[], None]] = []
-        self.cases = MemoryCases(store, self.undo)
-        self.actions = MemoryActions(store, self.undo)
-        self.ledger = MemoryLedger(store, self.undo)
-        self.audit = MemoryAudit(store, self.undo)
-        self.invoices = MemoryInvoices(store, self.undo)
-        self.events = MemoryEvents(store, self.undo)
-        self.tenants = MemoryTenants(store)
+
+    # Built on first use: most units read or write one or two kinds of rows (the simulator
+    # opens tens of units per case).
+    @cached_property
+    def cases(self) -> MemoryCases:
+        return MemoryCases(self.store, self.undo)
+
+    @cached_property
+    def actions(self) -> MemoryActions:
+        return MemoryActions(self.store, self.undo)
+
+    @cached_property
+    def ledger(self) -> MemoryLedger:
+        return MemoryLedger(self.store, self.undo)
+
+    @cached_property
+    def audit(self) -> MemoryAudit:
+        return MemoryAudit(self.store, self.undo)
+
+    @cached_property
+    def invoices(self) -> MemoryInvoices:
+        return MemoryInvoices(self.store, self.undo)
+
+    @cached_property
+    def events(self) -> MemoryEvents:
+        return MemoryEvents(self.store, self.undo)
+
+    @cached_property
+    def tenants(self) -> MemoryTenants:
+        return MemoryTenants(self.store)
 
     def __enter__(self) -> MemoryUnitOfWork:
         return self
@@ -129,8 +152,9 @@ class MemoryUnitOfWork:
         self.undo.clear()
 
     def rollback(self) -> None:
-        while self.undo:
-            self.undo.pop()()
+        undo = self.undo
+        while undo:
+            undo.pop()()
 
 
 def _conflict(what: str) -> IntegrityError:
@@ -363,7 +387,7 @@ class MemoryActions:
         now: datetime,
     ) -> None:
         store = self.store
-        if status == "scheduled" and key in store.scheduled_by_case.get(case_id, {}):
+        if status == "scheduled" and key in store.scheduled_by_case.get(case_id, ()):
             raise _conflict(f"action {key} of case {case_id} is scheduled already")
         action_id = store.next_id("actions", self.undo)
         row = ActionRecord(
@@ -373,7 +397,7 @@ class MemoryActions:
             key,
             type,
             _utc(due_at),
-            "",
+            status,
             rule,
             reason,
             params,
@@ -382,24 +406,28 @@ class MemoryActions:
             now,
         )
         store.actions[action_id] = row
-        self.undo.append(lambda: store.actions.pop(action_id))
-        self._update(action_id, status=status)
+        self._index(row, requeue=True)
+
+        def undo() -> None:
+            self._unindex(row)
+            del store.actions[action_id]
+
+        self.undo.append(undo)
 
     def _update(self, action_id: int, **changes: Any) -> None:
         """Change a row and keep the indexes (scheduled by case, the due queue, running)."""
         row = self.store.actions[action_id]
-        before = {name: getattr(row, name) for name in changes}
-        was_scheduled, queued = row.status == "scheduled", row.queued
+        before = (row.status, row.due_at, row.rule, row.reason, row.effects, row.updated_at)
+        queued = row.queued
         self._unindex(row)
         for name, value in changes.items():
             setattr(row, name, value)
-        moved = row.due_at != before.get("due_at", row.due_at)
-        self._index(row, requeue=moved or not was_scheduled)
+        # A row that stays scheduled at the same time keeps its place in the due queue.
+        self._index(row, requeue=before[0] != "scheduled" or row.due_at != before[1])
 
         def undo() -> None:
             self._unindex(row)
-            for name, value in before.items():
-                setattr(row, name, value)
+            row.status, row.due_at, row.rule, row.reason, row.effects, row.updated_at = before
             row.queued = queued
             self._index(row, requeue=True)
 
