@@ -10,10 +10,12 @@ it), and keeps its own record of what reached the networks for the violations ch
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -174,6 +176,29 @@ def run_policy(
     policy_name: str,
     scorer: RetryScorer | None = None,
     store: str = DEFAULT_STORE,
+) -> PolicyResult:
+    with _fewer_collections():
+        return _run_policy(world_factory, policy_name, scorer, store)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A run keeps millions of objects alive and makes little cyclic garbage; at the cyclic
+    collector's default pace (a pass every 700 allocations, and full passes over everything)
+    it spent 10-15% of a run's time. Collected less often while it runs, then as before."""
+    before = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _run_policy(
+    world_factory: Callable[[], World],
+    policy_name: str,
+    scorer: RetryScorer | None,
+    store: str,
 ) -> PolicyResult:
     world = world_factory()  # fresh per policy: the world keeps state as the run goes
     view = _View(world)

@@ -18,7 +18,7 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import cached_property, partial
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -107,35 +107,23 @@ class MemoryUnitOfWork:
         self.store = store
         self.undo: list[Callable[[], None]] = []
 
-    # Built on first use: most units read or write one or two kinds of rows (the simulator
-    # opens tens of units per case).
-    @cached_property
-    def cases(self) -> MemoryCases:
-        return MemoryCases(self.store, self.undo)
+    # The repositories, built on first use (`__getattr__`): most units touch one or two kinds
+    # of rows, and the simulator opens tens of units per case.
+    cases: MemoryCases
+    actions: MemoryActions
+    ledger: MemoryLedger
+    audit: MemoryAudit
+    invoices: MemoryInvoices
+    events: MemoryEvents
+    tenants: MemoryTenants
 
-    @cached_property
-    def actions(self) -> MemoryActions:
-        return MemoryActions(self.store, self.undo)
-
-    @cached_property
-    def ledger(self) -> MemoryLedger:
-        return MemoryLedger(self.store, self.undo)
-
-    @cached_property
-    def audit(self) -> MemoryAudit:
-        return MemoryAudit(self.store, self.undo)
-
-    @cached_property
-    def invoices(self) -> MemoryInvoices:
-        return MemoryInvoices(self.store, self.undo)
-
-    @cached_property
-    def events(self) -> MemoryEvents:
-        return MemoryEvents(self.store, self.undo)
-
-    @cached_property
-    def tenants(self) -> MemoryTenants:
-        return MemoryTenants(self.store)
+    def __getattr__(self, name: str) -> Any:
+        kind = _REPOSITORIES.get(name)
+        if kind is None:
+            raise AttributeError(name)
+        repository = kind(self.store, self.undo)
+        setattr(self, name, repository)  # a plain attribute from now on
+        return repository
 
     def __enter__(self) -> MemoryUnitOfWork:
         return self
@@ -568,7 +556,7 @@ class MemoryEvents:
 
 
 class MemoryTenants:
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, undo: list[Callable[[], None]]) -> None:
         self.store = store
 
     def visa_rule(self, tenant_id: str) -> str | None:
@@ -585,3 +573,14 @@ class MemoryTenants:
 
     def retrying_providers(self, tenant_id: str) -> frozenset[str]:
         return frozenset()  # no webhook endpoints in a simulation
+
+
+_REPOSITORIES: dict[str, Callable[[MemoryStore, list[Callable[[], None]]], object]] = {
+    "cases": MemoryCases,
+    "actions": MemoryActions,
+    "ledger": MemoryLedger,
+    "audit": MemoryAudit,
+    "invoices": MemoryInvoices,
+    "events": MemoryEvents,
+    "tenants": MemoryTenants,
+}
