@@ -64,9 +64,8 @@ class _LedgerRecord:
 @dataclass
 class MemoryStore:
     keep_audit: bool = False
-    cases: dict[str, tuple[RecoveryCase, int]] = field(
-        default_factory=dict
-    )  # id -> (case, version)
+    # id -> (case, version): the frozen case itself where SQL keeps its JSON (the same values)
+    cases: dict[str, tuple[RecoveryCase, int]] = field(default_factory=dict)
     case_by_invoice: dict[tuple[str, str], str] = field(default_factory=dict)
     cases_by_customer: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     cases_by_subscription: dict[tuple[str, str], list[str]] = field(default_factory=dict)
