@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +31,7 @@ from dunwell.providers.sim import SimulatedProcessor
 from dunwell.providers.sim_http import HttpSimProvider
 from dunwell.settings import Settings
 from dunwell.store.database import make_engine, make_sessionmaker
+from dunwell.store.memory import MemoryStore, MemoryUnitOfWork
 from dunwell.store.tables import PolicyAssignment, Tenant
 from dunwell.store.tenant_cache import TenantCache
 from dunwell.store.unit_of_work import UnitOfWork
@@ -45,6 +47,9 @@ class Services:
     ingest: Ingest
     runner: ActionRunner
     tenants: TenantCache
+
+    def unit(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -64,47 +69,116 @@ def build(
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
-    book = PolicyBook(load_policies(settings.policy_dir), settings.default_policy)
-    book.get(settings.default_policy)  # fail at start, not at the first event
-    limits = NetworkLimits(
-        visa_rule=settings.visa_rule, max_attempts_per_case=settings.max_attempts_per_case
-    )
     metrics = Metrics()
     metrics.watch_backlog(sessions, clock.now)
     if scorer is None and settings.model_dir is not None:
         from dunwell.scoring.live import NewestModel  # scikit-learn only when models are used
 
         scorer = NewestModel(settings.model_dir)
-    tenants = TenantCache(sessions)
-    breaker = breaker or CircuitBreaker()
+    if providers is None:
+        fallback: PaymentProvider = (
+            HttpSimProvider(settings.sim_psp_url) if settings.sim_psp_url else SimulatedProcessor()
+        )
+        # Tenants' own provider accounts first; the simulated processor for the others.
+        providers = ProviderRegistry(
+            {}, fallback=fallback, accounts=TenantAdapters(sessions, settings.secret_key)
+        )
+    tenants = TenantCache(partial(UnitOfWork, sessions))
+    book, ingest, runner = _engine(
+        settings,
+        tenants,
+        clock,
+        metrics,
+        providers,
+        notifier or LogNotifier(),
+        access or LogAccessGate(),
+        routing if routing is not None else load_routing(settings.routing_file),
+        breaker or CircuitBreaker(),
+        scorer,
+    )
+    return Services(settings, engine, sessions, clock, book, ingest, runner, tenants)
+
+
+@dataclass
+class MemoryServices:
+    """The same engine on `store/memory.py`: the simulator's store (one process, no files)."""
+
+    settings: Settings
+    store: MemoryStore
+    clock: Clock
+    policies: PolicyBook
+    ingest: Ingest
+    runner: ActionRunner
+    tenants: TenantCache
+
+    def unit(self) -> MemoryUnitOfWork:
+        return self.store.unit()
+
+    def close(self) -> None:
+        pass
+
+
+def build_in_memory(
+    settings: Settings,
+    *,
+    clock: Clock,
+    providers: ProviderRegistry,
+    notifier: Notifier,
+    access: AccessGate,
+    routing: dict[str, Routing] | None = None,
+    breaker: CircuitBreaker | None = None,
+    scorer: RetryScorer | None = None,
+) -> MemoryServices:
+    """`build` with the in-memory store: no database, no migrations, nothing on disk.
+    `settings.database_url` is not read; tenants are added with `store.add_tenant`."""
+    store = MemoryStore()
+    tenants = TenantCache(store.unit)
+    book, ingest, runner = _engine(
+        settings,
+        tenants,
+        clock,
+        Metrics(),
+        providers,
+        notifier,
+        access,
+        routing if routing is not None else load_routing(settings.routing_file),
+        breaker or CircuitBreaker(),
+        scorer,
+    )
+    return MemoryServices(settings, store, clock, book, ingest, runner, tenants)
+
+
+def _engine(
+    settings: Settings,
+    tenants: TenantCache,
+    clock: Clock,
+    metrics: Metrics,
+    providers: ProviderRegistry,
+    notifier: Notifier,
+    access: AccessGate,
+    routing: dict[str, Routing],
+    breaker: CircuitBreaker,
+    scorer: RetryScorer | None,
+) -> tuple[PolicyBook, Ingest, ActionRunner]:
+    """Ingest and the action runner on whatever store `tenants` reads: one wiring for both."""
+    book = PolicyBook(load_policies(settings.policy_dir), settings.default_policy)
+    book.get(settings.default_policy)  # fail at start, not at the first event
+    limits = NetworkLimits(
+        visa_rule=settings.visa_rule, max_attempts_per_case=settings.max_attempts_per_case
+    )
     ingest = Ingest(
-        sessions,
+        tenants.units,
         book,
         clock,
         limits,
         metrics,
         tenants,
-        routing=routing if routing is not None else load_routing(settings.routing_file),
+        routing=routing,
         breaker=breaker,
         scorer=scorer,
     )
-    fallback: PaymentProvider = (
-        HttpSimProvider(settings.sim_psp_url) if settings.sim_psp_url else SimulatedProcessor()
-    )
-    runner = ActionRunner(
-        sessions,
-        ingest,
-        # Tenants' own provider accounts first; the simulated processor for the others.
-        providers
-        or ProviderRegistry(
-            {}, fallback=fallback, accounts=TenantAdapters(sessions, settings.secret_key)
-        ),
-        notifier or LogNotifier(),
-        access or LogAccessGate(),
-        clock,
-        breaker=breaker,
-    )
-    return Services(settings, engine, sessions, clock, book, ingest, runner, tenants)
+    runner = ActionRunner(ingest, providers, notifier, access, clock, breaker=breaker)
+    return book, ingest, runner
 
 
 def hash_api_key(key: str) -> str:

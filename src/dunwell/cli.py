@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -376,6 +377,21 @@ def simulate(
         Path | None,
         typer.Option(help="write a self-contained HTML chart of recovery over time per arm"),
     ] = None,
+    store: Annotated[
+        str,
+        typer.Option(
+            help="where the engine keeps its state: memory (fast) or sqlite (a migrated file "
+            "per run, as deployed); the results are the same, byte for byte"
+        ),
+    ] = "memory",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="policies run at once, each in its own process (default: one per CPU); "
+            "the results are the same, byte for byte",
+        ),
+    ] = None,
 ) -> None:
     """Run a world of failing cards through the real engine, once per policy."""
     import logging
@@ -383,7 +399,7 @@ def simulate(
 
     from dunwell.logging_setup import configure_logging
     from dunwell.policies import load_policies
-    from dunwell.sim.harness import DEFAULT_POLICIES
+    from dunwell.sim.harness import DEFAULT_POLICIES, STORES
     from dunwell.sim.harness import simulate as run_simulation
     from dunwell.sim.loading import WorldSpecError, load_world_factory
     from dunwell.sim.report import to_json, to_table
@@ -395,6 +411,9 @@ def simulate(
     settings = Settings()
     # The runner logs every charge at INFO: on stdout that would corrupt the JSON document.
     configure_logging(settings.log_format, logging.WARNING)
+    if store not in STORES:
+        err.print(f"[red]unknown store {store}[/] (have: {', '.join(STORES)})")
+        raise typer.Exit(2)
     listed = list(policy or []) + [a.strip() for a in (arms or "").split(",") if a.strip()]
     names = list(dict.fromkeys(listed or DEFAULT_POLICIES))
     unknown = [name for name in names if name not in load_policies(settings.policy_dir)]
@@ -417,6 +436,8 @@ def simulate(
             train_days=train_days,
             model_dir=model_dir,
             train_customers=train_customers,
+            store=store,
+            workers=workers or os.cpu_count() or 1,
         )
     except WorldSpecError as exc:  # the factory ran, but did not give a World
         err.print(f"bad world: {exc}", markup=False)

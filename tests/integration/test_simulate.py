@@ -21,6 +21,7 @@ from dunwell.domain import decide as decide_module
 from dunwell.domain import planning as planning_module
 from dunwell.domain.guardrails import Verdict
 from dunwell.domain.lanes import NEVER_RETRY_LANES, Lane
+from dunwell.policies import load_policies
 from dunwell.providers.base import ChargeResult
 from dunwell.sim.harness import DEFAULT_POLICIES, simulate
 from dunwell.sim.issuer import CustomerState, answer, decline
@@ -91,6 +92,48 @@ def test_cli_json_matches_in_process_run_byte_for_byte(small: dict[str, Any]) ->
     assert parsed["parameters"]["customers"] == 30
     assert parsed == small
     assert done.stdout == to_json(small) + "\n"
+
+
+# --- the in-memory store: the same engine, the same bytes -------------------------------------
+
+# Small worlds that still exercise every path: paydays and outages (realistic), a second
+# provider and its circuit (two-psp), and a trained model driving the `smart` arm.
+STORE_RUNS: dict[str, dict[str, Any]] = {
+    "basic": dict(customers=40, days=30, seed=3),
+    "realistic": dict(customers=60, days=45, seed=7, world="builtin:realistic"),
+    "two-psp": dict(customers=60, days=45, seed=2, world="builtin:realistic-two-psp"),
+    "trained": dict(
+        customers=40,
+        days=25,
+        seed=2,
+        policies=["baseline-fixed", "default", "smart"],
+        world="builtin:realistic",
+        train_days=40,
+        train_customers=250,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(STORE_RUNS))
+def test_the_memory_store_gives_the_sqlite_json_byte_for_byte(name: str) -> None:
+    on_sqlite = simulate(**STORE_RUNS[name], store="sqlite")
+    on_memory = simulate(**STORE_RUNS[name], store="memory")
+    assert to_json(on_memory) == to_json(on_sqlite)
+    # Not a comparison of two empty runs: cases were charged, notified and recovered.
+    for arm in on_memory["policies"].values():
+        assert arm["attempts"] > 0 and arm["notices"] > 0 and arm["recovered"] > 0
+    if "training" in on_memory:
+        assert on_memory["training"]["rows"] >= load_policies()["smart"].timing.learned_min_rows
+
+
+def test_policies_in_parallel_processes_give_the_same_bytes() -> None:
+    run = STORE_RUNS["trained"]  # three arms on two workers; the model goes with the fork
+    assert to_json(simulate(**run, workers=2)) == to_json(simulate(**run, workers=1))
+
+
+def test_an_unknown_store_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown store"):
+        simulate(customers=2, days=2, seed=1, store="postgres")
 
 
 # --- the violations check itself: each rule catches a log that breaks it --------------------

@@ -9,14 +9,13 @@ from typing import Any
 from dunwell.engine.event_schema import EventError, parse_event
 from dunwell.engine.ingest import Ingest, IngestResult
 from dunwell.store.tables import DeadLetter
-from dunwell.store.unit_of_work import UnitOfWork
 
 
 def record(
     ingest: Ingest, tenant_id: str | None, source: str, raw: str, error: dict[str, Any]
 ) -> str:
     dead_letter_id = "dl_" + secrets.token_hex(12)
-    with UnitOfWork(ingest.sessions) as uow:
+    with ingest.units() as uow:
         uow.deadletters.add(
             DeadLetter(
                 id=dead_letter_id,
@@ -50,7 +49,7 @@ def replay(
 ) -> ReplayOutcome:
     """Parse and ingest the kept body again (or a corrected `body`); ingest's dedup makes a
     second replay of an already processed event harmless."""
-    with UnitOfWork(ingest.sessions) as uow:
+    with ingest.units() as uow:
         row = uow.deadletters.get(dead_letter_id)
         if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
             raise DeadLetterNotFound(dead_letter_id)
@@ -73,7 +72,7 @@ def replay(
             outcome = ReplayOutcome(True, ingest(owner, event, payload))
         except EventError as exc:
             outcome = ReplayOutcome(False, error={"error": exc.code, "problems": exc.problems})
-    with UnitOfWork(ingest.sessions) as uow:
+    with ingest.units() as uow:
         row = uow.deadletters.get(dead_letter_id)
         assert row is not None
         row.replayed_at = ingest.clock.now()

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from dunwell.domain.case import RecoveryCase
@@ -41,8 +39,7 @@ from dunwell.engine.effects_codec import effect_to_dict
 from dunwell.engine.metrics import Metrics
 from dunwell.providers.circuit import CircuitBreaker
 from dunwell.store.tenant_cache import TenantCache, TenantProfile
-from dunwell.store.unit_of_work import UnitOfWork
-from dunwell.webhooks.store import WebhookEndpoint
+from dunwell.store.unit_of_work import UnitOfWork, Units
 
 _INTERNAL = (ActionDue, AttemptErrored, NoticeDelivered)
 _CONFLICT_RETRIES = 5
@@ -78,7 +75,7 @@ class PolicyBook:
 class Ingest:
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        units: Units,
         policies: PolicyBook,
         clock: Clock,
         limits: NetworkLimits | None = None,
@@ -88,13 +85,14 @@ class Ingest:
         breaker: CircuitBreaker | None = None,
         scorer: RetryScorer | None = None,
     ) -> None:
-        self.sessions = sessions
+        # Opens a unit of work: SQLAlchemy's, or the simulator's in-memory store's.
+        self.units = units
         self.scorer = scorer  # the learned retry model, if one is trained (else cold start)
         self.policies = policies
         self.clock = clock
         self.limits = limits or NetworkLimits()
         self.metrics = metrics or Metrics()
-        self.tenants = tenants or TenantCache(sessions)
+        self.tenants = tenants or TenantCache(units)
         # Per tenant: provider settings and the routing table (DUNWELL_ROUTING_FILE).
         self.routing = routing or {}
         # The charge runner's breaker: open circuits are planned around, not charged into.
@@ -127,7 +125,7 @@ class Ingest:
             except (IntegrityError, StaleDataError):
                 # Another writer got there first: the same event id (a duplicate), or another
                 # event for the same case (decide again on what it wrote).
-                with UnitOfWork(self.sessions) as uow:
+                with self.units() as uow:
                     row = uow.events.find(tenant_id, event.id)
                 if row is not None:
                     return IngestResult(event.id, True, row.outcome, row.case_ids)
@@ -146,7 +144,7 @@ class Ingest:
         now = self.clock.now()
         # Read before the transaction: on a cache miss it reads in a transaction of its own.
         tenant = self.tenants.profile(tenant_id)
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             if not isinstance(event, ActionDue):
                 existing = uow.events.find(tenant_id, event.id)
                 if existing is not None:
@@ -231,7 +229,7 @@ class Ingest:
         if isinstance(event, PaymentFailed) and case is None:
             # Whether the provider retries by itself is fixed when the case opens: its
             # webhook endpoints' `provider_retries_enabled` and the routing file both count.
-            routing = routing.with_retrying(_retrying_providers(uow, tenant_id))
+            routing = routing.with_retrying(uow.tenants.retrying_providers(tenant_id))
         ctx = Context(
             tenant_id=tenant_id,
             ledger=uow.ledger.load(tenant_id, credentials, now),
@@ -359,16 +357,6 @@ def _history(
     if chronic is not None and case is None and isinstance(event, PaymentFailed):
         past = uow.history.past_cases(tenant_id, customer_id, now - chronic.lookback)
     return CustomerHistory(tuple(past), tuple(signals))
-
-
-def _retrying_providers(uow: UnitOfWork, tenant_id: str) -> frozenset[str]:
-    rows = uow.session.scalars(
-        select(WebhookEndpoint.provider).where(
-            WebhookEndpoint.tenant_id == tenant_id,
-            WebhookEndpoint.provider_retries_enabled.is_(True),
-        )
-    )
-    return frozenset(rows)
 
 
 def _merge(current: str, new: str) -> str:

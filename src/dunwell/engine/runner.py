@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from dunwell.channels.base import AccessGate, Notifier
 from dunwell.domain.decision import ChangeAccess, Charge, Effect, Escalate, SendNotice
@@ -33,7 +32,6 @@ from dunwell.engine.effects_codec import effect_from_dict
 from dunwell.engine.ingest import Ingest
 from dunwell.providers.base import ChargeResult, ProviderError, ProviderRegistry
 from dunwell.providers.circuit import CircuitBreaker
-from dunwell.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("dunwell.runner")
 
@@ -49,7 +47,6 @@ class _Work:
 class ActionRunner:
     def __init__(
         self,
-        sessions: sessionmaker[Session],
         ingest: Ingest,
         providers: ProviderRegistry,
         notifier: Notifier,
@@ -58,7 +55,7 @@ class ActionRunner:
         batch_size: int = 200,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.units = ingest.units  # the same store as ingest's
         self.ingest = ingest
         self.providers = providers
         self.notifier = notifier
@@ -76,7 +73,7 @@ class ActionRunner:
             self._perform(work)
             done += 1
         now = self.clock.now()
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             due = [
                 (row.id, row.tenant_id, row.case_id, row.key)
                 for row in uow.actions.due(now, self.batch_size)
@@ -95,7 +92,7 @@ class ActionRunner:
         Idempotent: a row no longer `scheduled` is left as it is, so a step re-run after a
         crash decides nothing twice. Returns the ids now `running` (effects to carry out).
         """
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             rows = [
                 (r.id, r.tenant_id, r.case_id, r.key, r.status)
                 for r in uow.actions.by_ids(action_ids)
@@ -116,7 +113,7 @@ class ActionRunner:
         A re-run after a crash re-sends a charge with the same idempotency key (the provider
         answers it once) and records its outcome under the same event id (deduplicated).
         """
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             works = [
                 _Work(r.id, r.tenant_id, r.case_id, [effect_from_dict(e) for e in r.effects])
                 for r in uow.actions.by_ids(action_ids)
@@ -147,7 +144,7 @@ class ActionRunner:
         return total
 
     def _running(self) -> list[_Work]:
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             return [
                 _Work(
                     row.id, row.tenant_id, row.case_id, [effect_from_dict(e) for e in row.effects]
@@ -171,17 +168,15 @@ class ActionRunner:
         if outcome is not None:
             self.ingest(work.tenant_id, outcome, complete_action_id=work.action_id)
             return
-        with UnitOfWork(self.sessions) as uow:
-            row = uow.actions.get(work.action_id)
-            if row is not None and row.status == "running":
-                row.status, row.updated_at = "done", self.clock.now()
+        with self.units() as uow:
+            uow.actions.settle(work.action_id, "done", self.clock.now(), was="running")
             uow.commit()
 
     def _notice(self, work: _Work, notice: SendNotice) -> Event:
         # Claimed in its own transaction before the channel sees it: a re-run after a crash
         # in between cannot tell whether the message went out, and sends no second one.
         try:
-            with UnitOfWork(self.sessions) as uow:
+            with self.units() as uow:
                 first = uow.actions.claim_notice_send(
                     work.tenant_id, notice.case_id, notice.notice_id, self.clock.now()
                 )
@@ -278,7 +273,7 @@ class ActionRunner:
                 charge.customer_id,
                 charge.attempt_id,
             )
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             case = uow.cases.get(work.tenant_id, charge.case_id)
         assert case is not None and result.decline is not None
         return PaymentFailed(

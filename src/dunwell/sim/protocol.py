@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -161,14 +161,6 @@ class WorldFactory(Protocol):
     def __call__(self, *, seed: int, customers: int, days: int, start: datetime) -> World: ...
 
 
-@dataclass(order=True)
-class _Queued:
-    at: datetime
-    seq: int
-    customer_id: str = field(compare=False)
-    event: ExternalEvent = field(compare=False)
-
-
 class Timeline:
     """A world's own future events in time order; ties keep insertion order (deterministic).
 
@@ -177,22 +169,25 @@ class Timeline:
     """
 
     def __init__(self) -> None:
-        self._heap: list[_Queued] = []
+        # (at, seq, customer id, event): plain tuples, compared in C; `seq` is unique, so a
+        # comparison never reaches the customer or the event.
+        self._heap: list[tuple[datetime, int, str, ExternalEvent]] = []
         self._seq = 0
 
     def add(self, customer_id: str, event: ExternalEvent) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, _Queued(event.occurred_at, self._seq, customer_id, event))
+        heapq.heappush(self._heap, (event.occurred_at, self._seq, customer_id, event))
 
     def next_at(self) -> datetime | None:
-        return self._heap[0].at if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(
         self, at: datetime, happens: Callable[[str, ExternalEvent], bool]
     ) -> list[ExternalEvent]:
         due: list[ExternalEvent] = []
-        while self._heap and self._heap[0].at <= at:
-            item = heapq.heappop(self._heap)
-            if happens(item.customer_id, item.event):
-                due.append(item.event)
+        heap = self._heap
+        while heap and heap[0][0] <= at:
+            _, _, customer_id, event = heapq.heappop(heap)
+            if happens(customer_id, event):
+                due.append(event)
         return due

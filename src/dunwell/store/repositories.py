@@ -28,6 +28,7 @@ from dunwell.store.tables import (
     PolicyAssignment,
     Tenant,
 )
+from dunwell.webhooks.store import WebhookEndpoint
 
 # The ingest hot path speaks SQLAlchemy Core to these tables: no identity map, no unit-of-work
 # flush planning, and every multi-row write is one executemany (one statement on the wire).
@@ -76,18 +77,22 @@ _INSERT_ACTIONS = insert(_actions)
 _ACTION_STATUS = select(_actions.c.status).where(_actions.c.id == _param("action_id"))
 _SETTLE = update(_actions).where(_actions.c.id == _param("b_id"))
 _SETTLE_IF = _SETTLE.where(_actions.c.status == _param("b_was"))
-_LEDGER = select(
-    _ledger.c.credential_key,
-    _ledger.c.attempted_at,
-    _ledger.c.attempt_id,
-    _ledger.c.counted,
-    _ledger.c.never_retry,
-    _ledger.c.wait_until,
-).where(
-    _ledger.c.tenant_id == _param("tenant_id"),
-    _ledger.c.credential_key.in_(bindparam("keys", expanding=True)),
-    # Never-retry blocks are kept whatever their age.
-    (_ledger.c.attempted_at > _param("since")) | _ledger.c.never_retry.is_(True),
+_LEDGER = (
+    select(
+        _ledger.c.credential_key,
+        _ledger.c.attempted_at,
+        _ledger.c.attempt_id,
+        _ledger.c.counted,
+        _ledger.c.never_retry,
+        _ledger.c.wait_until,
+    )
+    .where(
+        _ledger.c.tenant_id == _param("tenant_id"),
+        _ledger.c.credential_key.in_(bindparam("keys", expanding=True)),
+        # Never-retry blocks are kept whatever their age.
+        (_ledger.c.attempted_at > _param("since")) | _ledger.c.never_retry.is_(True),
+    )
+    .order_by(_ledger.c.credential_key, _ledger.c.attempted_at, _ledger.c.id)
 )
 _INSERT_LEDGER = insert(_ledger)
 _INSERT_AUDIT = insert(_audit)
@@ -101,7 +106,7 @@ _FIND_EVENT = select(_events.c.outcome, _events.c.case_ids).where(
 _INSERT_EVENT = insert(_events)
 # The customer's history for the risk rules: both read through (tenant, customer[, time])
 # indexes, newest first, and bounded (a customer's recent past, not a full scan).
-_HISTORY_LIMIT = 200
+HISTORY_LIMIT = 200  # rows of a customer's history a decision reads at most
 _SIGNALS = (
     select(
         _signals.c.kind,
@@ -116,7 +121,7 @@ _SIGNALS = (
         _signals.c.at > _param("since"),
     )
     .order_by(_signals.c.at.desc())
-    .limit(_HISTORY_LIMIT)
+    .limit(HISTORY_LIMIT)
 )
 _PAST_CASES = (
     select(_cases.c.id, _cases.c.opened_at, _cases.c.status, _cases.c.recovered_by)
@@ -126,7 +131,7 @@ _PAST_CASES = (
         _cases.c.opened_at > _param("since"),
     )
     .order_by(_cases.c.opened_at.desc())
-    .limit(_HISTORY_LIMIT)
+    .limit(HISTORY_LIMIT)
 )
 _INSERT_SIGNALS = insert(_signals)
 
@@ -287,6 +292,37 @@ class ScheduledRow:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PlanDiff:
+    """What it takes to make a case's scheduled rows match its plan (every store applies it)."""
+
+    canceled: list[ScheduledRow]
+    moved: list[tuple[ScheduledRow, PlannedAction]]
+    added: list[PlannedAction]
+    # (scheduled | rescheduled | canceled, action), in this order of discovery, for the audit.
+    changes: list[tuple[str, PlannedAction | ScheduledRow]]
+
+
+def diff_plan(rows: dict[str, ScheduledRow], plan: Iterable[PlannedAction]) -> PlanDiff:
+    """Rows are matched to the plan by key: new keys are added, changed ones moved, missing
+    ones canceled."""
+    wanted = {p.key: p for p in plan}
+    diff = PlanDiff([], [], [], [])
+    for key, row in rows.items():
+        if key not in wanted:
+            diff.canceled.append(row)
+            diff.changes.append(("canceled", row))
+    for key, planned in wanted.items():
+        found = rows.get(key)
+        if found is None:
+            diff.added.append(planned)
+            diff.changes.append(("scheduled", planned))
+        elif (found.due_at, found.reason) != (planned.due_at, planned.reason):
+            diff.moved.append((found, planned))
+            diff.changes.append(("rescheduled", planned))
+    return diff
+
+
 class ActionRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -300,38 +336,26 @@ class ActionRepository:
         Returns what changed, as (scheduled | rescheduled | canceled, action) for the audit.
         """
         rows = {} if opened_here else {row.key: row for row in self.scheduled(case.id)}
-        wanted = {p.key: p for p in case.plan}
-        changes: list[tuple[str, PlannedAction | ScheduledRow]] = []
-        canceled: list[dict[str, Any]] = []
-        moved: list[dict[str, Any]] = []
-        added: list[dict[str, Any]] = []
-        for key, row in rows.items():
-            if key not in wanted:
-                canceled.append({"b_id": row.id, "updated_at": now})
-                changes.append(("canceled", row))
-        for key, planned in wanted.items():
-            found = rows.get(key)
-            if found is None:
-                added.append(self._row(case, planned, now))
-                changes.append(("scheduled", planned))
-            elif (found.due_at, found.reason) != (planned.due_at, planned.reason):
-                moved.append(
-                    {
-                        "b_id": found.id,
-                        "due_at": planned.due_at,
-                        "rule": planned.rule,
-                        "reason": planned.reason,
-                        "updated_at": now,
-                    }
-                )
-                changes.append(("rescheduled", planned))
+        diff = diff_plan(rows, case.plan)
+        canceled = [{"b_id": row.id, "updated_at": now} for row in diff.canceled]
+        moved = [
+            {
+                "b_id": row.id,
+                "due_at": planned.due_at,
+                "rule": planned.rule,
+                "reason": planned.reason,
+                "updated_at": now,
+            }
+            for row, planned in diff.moved
+        ]
+        added = [self._row(case, planned, now) for planned in diff.added]
         if canceled:
             _execute(self.session, _CANCEL_ACTIONS, canceled)
         if moved:
             _execute(self.session, _MOVE_ACTIONS, moved)
         if added:
             _execute(self.session, _INSERT_ACTIONS, added)
-        return changes
+        return diff.changes
 
     def scheduled(self, case_id: str) -> list[ScheduledRow]:
         found = _execute(self.session, _SCHEDULED, {"case_id": case_id})
@@ -745,6 +769,16 @@ class TenantRepository:
         return self.session.execute(
             select(_tenants.c.visa_rule).where(_tenants.c.id == tenant_id)
         ).scalar_one_or_none()
+
+    def retrying_providers(self, tenant_id: str) -> frozenset[str]:
+        """Providers whose webhook endpoints say they retry by themselves."""
+        rows = self.session.scalars(
+            select(WebhookEndpoint.provider).where(
+                WebhookEndpoint.tenant_id == tenant_id,
+                WebhookEndpoint.provider_retries_enabled.is_(True),
+            )
+        )
+        return frozenset(rows)
 
 
 class DeadLetterRepository:

@@ -15,9 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from dunwell.store.unit_of_work import UnitOfWork
+from dunwell.store.unit_of_work import Units
 
 DEFAULT_TTL_SECONDS = 30.0
 
@@ -36,11 +34,11 @@ class TenantProfile:
 class TenantCache:
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        units: Units,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.sessions = sessions
+        self.units = units
         self.ttl = ttl_seconds
         self._now = monotonic
         self._lock = threading.Lock()
@@ -60,7 +58,7 @@ class TenantCache:
         if cached is not None:
             return cached
         generation = self._generation
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             tenant_id = uow.tenants.id_by_key_hash(key_hash)
         if tenant_id is not None:
             self._store(self._keys, key_hash, tenant_id, generation)
@@ -72,7 +70,7 @@ class TenantCache:
         if hit is not None and hit[0] > self._now():
             return hit[1]
         generation = self._generation
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             visa_rule = uow.tenants.visa_rule(tenant_id)
             policies = uow.tenants.policy_assignments(tenant_id)
         if visa_rule is None:

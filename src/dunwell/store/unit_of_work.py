@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,3 +53,8 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self.session.rollback()
+
+
+# What the engine opens a unit of work with: `partial(UnitOfWork, sessions)`, or another
+# store's with the same repositories (`store/memory.py`, the simulator's).
+Units = Callable[[], UnitOfWork]

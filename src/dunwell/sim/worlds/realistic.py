@@ -122,8 +122,9 @@ class RealisticWorld:
         self.seed, self.params = seed, params
         self.start = start
         self.horizon = start + timedelta(days=days)
+        memo: dict[tuple[object, ...], tuple[datetime, ...]] = {}  # paydays, per world
         self.customers = {
-            c.id: c for c in (draw(i, days, seed, start, params) for i in range(customers))
+            c.id: c for c in (draw(i, days, seed, start, params, memo) for i in range(customers))
         }
         self.outages = Outages(
             seed,
