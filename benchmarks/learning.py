@@ -9,6 +9,7 @@ docs/scoring.md. Nothing here is a test.
 
     .venv/bin/python benchmarks/learning.py [--customers 1000] [--train-customers 2000]
         [--days 45] [--train-days 60] [--seeds 1] [--worlds realistic,realistic-apac,...]
+        [--out benchmarks/results/learning]
 
 The same command line gives the same numbers, byte for byte (seeded worlds, virtual time).
 """
@@ -47,9 +48,11 @@ def main() -> None:
     parser.add_argument("--train-days", type=int, default=60)
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--worlds", default=",".join(WORLDS))
+    parser.add_argument("--out", type=Path, default=OUT, help="folder for the JSON results")
     args = parser.parse_args()
     configure_logging("console", logging.ERROR)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for world in args.worlds.split(","):
@@ -65,18 +68,18 @@ def main() -> None:
             )
             seconds = time.perf_counter() - started
             suffix = "" if seed == 1 else f"-seed{seed}"
-            (OUT / f"{world}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+            (out / f"{world}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
             row = judge(world, seed, result)
             row["seconds"] = round(seconds, 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parameters": vars(args),
+        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "targets": {"revenue_lift": LIFT_TARGET, "share_of_oracle_by_amount": ORACLE_TARGET},
         "worlds": rows,
     }
-    (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(markdown(rows))
 
 
