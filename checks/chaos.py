@@ -168,6 +168,9 @@ def _verdict(url: str, psp_url: str) -> dict[str, Any]:
         "requests": len(ledger["requests"]),
         "psp_outcomes": dict(Counter(str(r["outcome"]) for r in ledger["requests"])),
         "idempotency_keys": len(keys_sent),
+        # Attempts the engine recorded whose request never reached the processor (a worker
+        # killed before sending; the lookup found nothing): neither lost nor doubled.
+        "attempts_never_sent": len(set(attempts) - keys_sent),
         "captures": len(captures),
         "duplicate_captures": duplicate_captures,
         "lost_actions": due_not_done + in_flight + unknown_to_engine + never_captured,
