@@ -34,7 +34,7 @@ def replan(
     notes: list[Explanation] = []
     plan: list[PlannedAction] = []
 
-    retry = _plan_retry(case, lane_policy, policy, now, end_at, ctx, notes)
+    retry, ladder_over = _plan_retry(case, lane_policy, policy, now, end_at, ctx, notes)
     if retry is not None:
         plan.append(retry)
     if case.escalated:
@@ -44,8 +44,7 @@ def replan(
             )
         )
     else:
-        exhausted = retry is None and _ladder_over(case, lane_policy)
-        plan.extend(_plan_notices(case, lane_policy, policy, now, end_at, exhausted))
+        plan.extend(_plan_notices(case, lane_policy, policy, now, end_at, ladder_over))
     for step in lane_policy.access:
         due = max(case.opened_at + step.after + extension, now)
         if step.level.rank > case.access.rank and due < end_at:
@@ -96,12 +95,15 @@ def _plan_retry(
     end_at: datetime,
     ctx: Context,
     notes: list[Explanation],
-) -> PlannedAction | None:
+) -> tuple[PlannedAction | None, bool]:
+    """The next retry, and whether the lane's ladder is over: no retry although the lane
+    retries and nothing else is pending (it ran out, was capped, the model saw no window
+    worth a charge, a guardrail closed it, or the next one would fall after the end)."""
     if case.in_flight is not None:
-        return None  # its outcome replans
+        return None, False  # its outcome replans
     if case.risk_hold is not None:
         notes.append(Explanation("risk.hold", f"no charge is planned: {case.risk_hold}"))
-        return None
+        return None, False
     if case.decline.provider in SELF_RETRYING_PROVIDERS:
         notes.append(
             Explanation(
@@ -111,7 +113,7 @@ def _plan_retry(
                 (("provider", case.decline.provider),),
             )
         )
-        return None
+        return None, False
     if case.provider_retries_on:
         notes.append(
             Explanation(
@@ -121,8 +123,9 @@ def _plan_retry(
                 (("provider", case.provider_retrying or ""),),
             )
         )
-        return None
+        return None, False
     key = f"retry:{len(case.attempts) + 1}"
+    ladder_over = False  # only the lane's own ladder can run out
     last = case.attempts[-1] if case.attempts else None
     technical = policy.timing.technical_retries
     if case.customer_fixed_at is not None:
@@ -144,6 +147,7 @@ def _plan_retry(
             "count against network caps"
         )
     else:
+        ladder_over = bool(lane_policy.retries)
         ladder = lane_policy
         allowed = min(lane_policy.max_attempts, len(lane_policy.retries))
         if case.retry_cap is not None and case.retry_cap < allowed:
@@ -166,7 +170,7 @@ def _plan_retry(
                     (("retry_cap", str(case.retry_cap)),),
                 )
             )
-            return None
+            return None, ladder_over
         if timed is None:
             notes.append(
                 Explanation(
@@ -175,12 +179,12 @@ def _plan_retry(
                     f"the policy allows {min(lane_policy.max_attempts, len(lane_policy.retries))}",
                 )
             )
-            return None
+            return None, ladder_over
         due, rule, reason = max(timed.due_at, now), timed.rule, timed.reason
         learned = learned_retry_at(case, ladder, policy.timing, now, ctx.scorer)
         if isinstance(learned, NoRetry):
             notes.append(Explanation(learned.rule, learned.reason))
-            return None
+            return None, ladder_over
         if learned is not None:
             due, rule, reason = learned.due_at, learned.rule, learned.reason
 
@@ -188,7 +192,7 @@ def _plan_retry(
     if not verdict.allowed:
         notes.append(Explanation(verdict.rule, verdict.reason, verdict.inputs))
         if verdict.not_before is None:
-            return None
+            return None, ladder_over
         zone = customer_zone(case.customer.timezone)
         due = into_local_hours(verdict.not_before, zone, policy.timing.local_hours)
         rule, reason = f"{rule} + {verdict.rule}", f"{reason}; delayed: {verdict.reason}"
@@ -203,24 +207,11 @@ def _plan_retry(
                 rule, f"the next retry would fall after the case ends ({end_at.isoformat()})"
             )
         )
-        return None
+        return None, ladder_over
     # The provider is chosen again when the retry falls due (pauses change); this one is
     # shown in the plan.
     params = (("provider", choice.provider),) if choice.provider else ()
-    return PlannedAction(key, ActionType.RETRY, due, rule, reason, params)
-
-
-def _ladder_over(case: RecoveryCase, lane_policy: LanePolicy) -> bool:
-    """No retry is planned although the lane retries and nothing else is pending: the ladder
-    ran out, was capped, the model saw no window worth a charge, or a guardrail closed it."""
-    return (
-        bool(lane_policy.retries)
-        and case.in_flight is None
-        and case.risk_hold is None
-        and case.customer_fixed_at is None
-        and not case.provider_retries_on
-        and case.decline.provider not in SELF_RETRYING_PROVIDERS
-    )
+    return PlannedAction(key, ActionType.RETRY, due, rule, reason, params), False
 
 
 def _plan_notices(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -115,6 +116,7 @@ def retry_features(
     )
 
 
+@lru_cache(maxsize=8192)  # planning scores every candidate hour: the same days again and again
 def _paydays_between(after: date, until: date) -> tuple[int, int]:
     """Fridays, and likely monthly paydays (1st, 15th, last business day), in (after, until]."""
     if until <= after:
@@ -125,6 +127,7 @@ def _paydays_between(after: date, until: date) -> tuple[int, int]:
     return fridays, month
 
 
+@lru_cache(maxsize=8192)
 def _payday_distance(day: date) -> tuple[int, int]:
     around = likely_paydays(day - timedelta(days=31), day + timedelta(days=31))
     before = max(d for d in around if d <= day)
