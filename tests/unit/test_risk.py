@@ -528,6 +528,35 @@ def test_when_the_ladder_runs_out_the_customer_is_asked_instead_once() -> None:
     assert "no retry is left on the ladder" in ask.reason
 
 
+def test_the_end_of_the_ladder_does_not_repeat_what_the_customer_was_just_asked() -> None:
+    data = policy_yaml("default")
+    funds = data["lanes"]["retry_after_funds"]
+    funds["retries"] = ["1d"]
+    funds["align"] = "none"
+    ask_again = {"template": "update_payment_method", "channel": "email"}
+    funds["notices"] = [  # the end of the ladder listed first: the order must not matter
+        {"when": "retries_exhausted", **ask_again},
+        {"when": "failure", "count": 2, **ask_again},
+    ]
+    policy = parse_policy(data)
+    opened = open_case(policy=policy).case
+    assert opened is not None
+    [retry] = [a for a in opened.plan if a.type is ActionType.RETRY]
+    started = decide(
+        opened, ActionDue("due_1", retry.due_at, opened.id, retry.key), policy, retry.due_at, ctx()
+    )
+    assert started.case is not None
+    [charge] = [e for e in started.effects if isinstance(e, Charge)]
+    later = retry.due_at + timedelta(seconds=5)
+    declined = decide(
+        started.case, failed(at=later, attempt_id=charge.attempt_id), policy, later, ctx()
+    )
+    assert declined.case is not None and retries(declined.case) == []
+    # The second failure's checkpoint asks now; the same message twice at once would be noise.
+    asked = [a for a in declined.case.plan if a.type is ActionType.NOTICE and a.due_at == later]
+    assert [a.key for a in asked] == ["notice:failure-2:update_payment_method"]
+
+
 def test_retries_exhausted_is_a_known_checkpoint_kind_and_others_are_refused() -> None:
     data = policy_yaml("default")
     data["lanes"]["retry_soon"]["notices"] = [{"when": "ladder_done", "template": "x"}]

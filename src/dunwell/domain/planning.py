@@ -232,6 +232,8 @@ def _plan_notices(
     if case.retry_cap is not None and chronic is not None and chronic.notice is not None:
         # A chronic failer is asked to fix the payment at once: retries are unlikely to.
         checkpoints.insert(0, ("risk.chronic.notice", chronic.notice))
+    # The end of the ladder last: it only asks what the other checkpoints have not just asked.
+    checkpoints.sort(key=lambda item: item[1].when == "retries_exhausted")
     for rule, checkpoint in checkpoints:
         key = checkpoint.key(case.failures)
         if key in fired or any(p.key == key for p in planned):
@@ -241,7 +243,7 @@ def _plan_notices(
         elif checkpoint.when == "entered":
             due, why = now, f"the case is in lane {case.lane.value}"
         elif checkpoint.when == "retries_exhausted":
-            if not exhausted:
+            if not exhausted or _asked_since_last_failure(case, planned, checkpoint.template):
                 continue
             due, why = now, "no retry is left on the ladder: the customer is asked instead"
         elif checkpoint.when in ("failure", "every_failure"):
@@ -265,3 +267,15 @@ def _plan_notices(
             )
         )
     return planned
+
+
+def _asked_since_last_failure(
+    case: RecoveryCase, planned: list[PlannedAction], template: str
+) -> bool:
+    """Whether the customer got (or is getting now) this very message since the last failed
+    charge: then the end of the ladder has nothing new to ask, and a second copy of the same
+    message at the same moment would only be noise."""
+    if any(("template", template) in p.params for p in planned):
+        return True
+    since = case.last_failure_at or case.opened_at
+    return any(n.template == template and n.created_at >= since for n in case.notices)
