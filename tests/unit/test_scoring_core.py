@@ -293,3 +293,25 @@ def test_a_window_not_worth_a_charge_is_skipped_for_a_later_one() -> None:
     # The windows from 1d to 4d and from 4d to 7d are not worth a charge; a later one is.
     assert retry.due_at >= opened + timedelta(days=8)
     assert "earlier window(s) skipped as not worth a charge" in retry.reason
+
+
+def test_a_floor_on_the_probability_stops_charges_that_will_almost_surely_fail() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.05 x 49,900 = 2,495
+    scorer = TableScorer(lambda f: 0.05)
+    floored = replace(SMART, timing=replace(SMART.timing, learned_min_probability=0.1))
+    without = decide(None, valuable, SMART, opened, Context("t", scorer=scorer))
+    assert without.case is not None and [a for a in without.case.plan if a.type is ActionType.RETRY]
+    with_floor = decide(None, valuable, floored, opened, Context("t", scorer=scorer))
+    assert with_floor.case is not None
+    assert not [a for a in with_floor.case.plan if a.type is ActionType.RETRY]
+    why = [e.text for e in with_floor.explanations if "learned_min_probability" in e.rule]
+    assert why and "p=0.05, below the policy's floor of 0.10" in why[0]
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1, 1.5, "high"])
+def test_the_probability_floor_is_validated(floor: object) -> None:
+    data = {"name": "x", "timing": {"learned_min_probability": floor}, "lanes": {}}
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(data)
+    assert "timing.learned_min_probability" in "\n".join(caught.value.problems)

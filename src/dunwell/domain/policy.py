@@ -103,8 +103,11 @@ class Timing:
     learned_window: timedelta = timedelta(days=4)
     learned_min_rows: int = 500
     learned_tolerance: float = 0.05
-    # A window whose best probability x amount (minor units) is below this is skipped.
+    # A window whose best probability x amount (minor units) is below this is skipped, and
+    # so is one whose best probability is below the floor, whatever the amount: a charge
+    # that will almost surely fail costs an attempt the networks count.
     learned_min_value_minor: int = 0
+    learned_min_probability: float = 0.0
     # Cold-start retries (align payday, local_hours, learned without a model) that would land
     # on a public holiday of the customer's country move to the next business day: banks and
     # issuers run on skeleton crews, salaries are not paid, customers are away.
@@ -316,6 +319,7 @@ def _timing(r: _Reader, raw: Any) -> Timing:
             "learned_min_rows",
             "learned_tolerance",
             "learned_min_value_minor",
+            "learned_min_probability",
             "holidays",
         },
     )
@@ -351,6 +355,10 @@ def _timing(r: _Reader, raw: Any) -> Timing:
             "expected a non-negative integer (probability x amount, in minor units)",
         )
         min_value = default.learned_min_value_minor
+    min_p = data.get("learned_min_probability", default.learned_min_probability)
+    if type(min_p) not in (int, float) or not 0 <= min_p < 1:
+        r.fail("timing.learned_min_probability", "expected a number with 0 <= probability < 1")
+        min_p = default.learned_min_probability
     holidays = data.get("holidays", default.holidays)
     if type(holidays) is not bool:
         r.fail("timing.holidays", "expected true or false")
@@ -358,6 +366,7 @@ def _timing(r: _Reader, raw: Any) -> Timing:
     return Timing(
         holidays=holidays,
         learned_min_value_minor=min_value,
+        learned_min_probability=float(min_p),
         learned_window=learned_window or default.learned_window,
         learned_min_rows=min_rows,
         learned_tolerance=float(tolerance),

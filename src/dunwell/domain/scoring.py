@@ -258,7 +258,8 @@ def learned_retry_at(
     The window opens at the retry's offset (or now, if later) and lasts
     `timing.learned_window`, never reaching into the next retry's offset. A window whose best
     expected recovery (probability x amount) is below `timing.learned_min_value_minor` is
-    skipped for the next one, until the case ends: cheap, hopeless charges are not made."""
+    skipped for the next one, until the case ends: cheap, hopeless charges are not made; so is
+    one whose best probability is below `timing.learned_min_probability`, whatever the amount."""
     if lane_policy.align is not Align.LEARNED:
         return None
     if scorer is None or scorer.rows <= 0 or scorer.rows < timing.learned_min_rows:
@@ -288,6 +289,7 @@ def learned_retry_at(
         if (
             choice is not None
             and choice.best_probability * amount >= timing.learned_min_value_minor
+            and choice.best_probability >= timing.learned_min_probability
         ):
             break
         if choice is not None:
@@ -296,6 +298,12 @@ def learned_retry_at(
         latest = earliest + timing.learned_window
     else:
         best = max((c.best_probability for c in skipped), default=0.0)
+        if best < timing.learned_min_probability:
+            return NoRetry(
+                rule + " + timing.learned_min_probability",
+                f"no retry: the model's best chance before the case ends is p={best:.2f}, "
+                f"below the policy's floor of {timing.learned_min_probability:.2f}",
+            )
         return NoRetry(
             rule + " + timing.learned_min_value_minor",
             f"no retry: the model's best chance before the case ends is p={best:.2f}, worth "
