@@ -7,7 +7,7 @@ Writes one JSON per world (exactly what `dunwell simulate --json` prints) and a 
 the targets checked, into benchmarks/results/learning/, and prints a Markdown table for
 docs/scoring.md. Nothing here is a test.
 
-    .venv/bin/python benchmarks/learning.py [--customers 1000] [--train-customers 2000]
+    .venv/bin/python benchmarks/learning.py [--customers 3000] [--train-customers 4000]
         [--days 45] [--train-days 60] [--seeds 1] [--worlds realistic,realistic-apac,...]
         [--out benchmarks/results/learning]
 
@@ -42,8 +42,8 @@ LIFT_TARGET, ORACLE_TARGET = 0.15, 0.90
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--customers", type=int, default=1000)
-    parser.add_argument("--train-customers", type=int, default=2000)
+    parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument("--train-customers", type=int, default=4000)
     parser.add_argument("--days", type=int, default=45)
     parser.add_argument("--train-days", type=int, default=60)
     parser.add_argument("--seeds", default="1")
