@@ -6,7 +6,6 @@ step with it (same key, same row), so a changed lane or a card update simply rep
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, RecoveryCase, Stage
@@ -16,6 +15,7 @@ from dunwell.domain.guardrails import check_attempt
 from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS
 from dunwell.domain.policy import LanePolicy, Policy
 from dunwell.domain.provider_choice import choose_provider
+from dunwell.domain.records import evolve
 from dunwell.domain.scoring import NoRetry, learned_retry_at
 from dunwell.domain.timing import customer_zone, into_local_hours, next_retry_at
 
@@ -24,7 +24,7 @@ def replan(
     case: RecoveryCase, policy: Policy, now: datetime, ctx: Context
 ) -> tuple[RecoveryCase, list[Explanation]]:
     if not case.is_open:
-        return replace(case, plan=(), stage=None), []
+        return evolve(case, plan=(), stage=None), []
     lane_policy = policy.lane(case.lane)
     extension = grace_extension(case, policy)
     grace = ""
@@ -77,7 +77,7 @@ def replan(
         stage = Stage.RETRYING
     else:
         stage = Stage.AWAITING_CUSTOMER
-    return replace(
+    return evolve(
         case, plan=tuple(sorted(plan, key=lambda a: (a.due_at, a.key))), stage=stage
     ), notes
 
@@ -151,7 +151,7 @@ def _plan_retry(
         ladder = lane_policy
         allowed = min(lane_policy.max_attempts, len(lane_policy.retries))
         if case.retry_cap is not None and case.retry_cap < allowed:
-            ladder = replace(lane_policy, max_attempts=case.retry_cap)
+            ladder = evolve(lane_policy, max_attempts=case.retry_cap)
         timed = next_retry_at(
             case.opened_at,
             case.attempts_made,

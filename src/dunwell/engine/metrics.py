@@ -7,7 +7,6 @@ database when Prometheus scrapes `/metrics`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import datetime
 
 import structlog
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dunwell.domain.declines import classify_decline
 from dunwell.domain.events import Event, PaymentFailed
+from dunwell.domain.records import evolve
 from dunwell.providers.taxonomy import builtin_taxonomy
 from dunwell.store.tables import ActionRow
 
@@ -74,7 +74,7 @@ class Metrics:
             return
         report = event.decline
         if not report.provider:
-            report = replace(report, provider=event.provider)
+            report = evolve(report, provider=event.provider)
         found = classify_decline(report, event.payment_method.brand, builtin_taxonomy())
         if not found.known:
             self.unknown_decline_codes.labels(found.provider or "(none)").inc()

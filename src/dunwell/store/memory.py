@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import TracebackType
@@ -28,6 +28,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from dunwell.domain.case import CaseStatus, PlannedAction, RecoveryCase
 from dunwell.domain.history import CustomerSignal, PastCase, past_outcome
 from dunwell.domain.ledger import LEDGER_HORIZON, AttemptLedger, LedgerEntry
+from dunwell.domain.records import evolve
 from dunwell.store.repositories import HISTORY_LIMIT, EventRecord, ScheduledRow, diff_plan
 
 
@@ -465,7 +466,7 @@ class MemoryLedger:
     def add_many(self, tenant_id: str, case_id: str, entries: Iterable[LedgerEntry]) -> None:
         for entry in entries:
             wait = entry.wait_until
-            stored = replace(
+            stored = evolve(
                 entry,
                 attempted_at=_utc(entry.attempted_at),
                 wait_until=None if wait is None else _utc(wait),
@@ -481,7 +482,7 @@ class MemoryLedger:
     def uncount(self, attempt_id: str) -> None:
         for record in self.store.ledger_by_attempt.get(attempt_id, ()):
             entry = record.entry
-            record.entry = replace(entry, counted=False)
+            record.entry = evolve(entry, counted=False)
             self.undo.append(partial(setattr, record, "entry", entry))
 
 
