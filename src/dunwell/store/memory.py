@@ -489,6 +489,8 @@ class MemoryLedger:
 class MemoryAudit:
     def __init__(self, store: MemoryStore, undo: list[Callable[[], None]]) -> None:
         self.store, self.undo = store, undo
+        # Whether `add` keeps anything: ingest does not build entries that would be dropped.
+        self.keeps = store.keep_audit
 
     def add(
         self,

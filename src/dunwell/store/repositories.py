@@ -617,6 +617,8 @@ class AuditRepository:
     """Entries are collected by `add` and written as one executemany by `flush`, which the
     unit of work's commit and a read of the trail call: an event writes about ten."""
 
+    keeps = True  # every entry (the in-memory store may keep none: callers skip building them)
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self._pending: list[dict[str, Any]] = []
