@@ -110,8 +110,7 @@ def _found(event: PaymentFailed, ctx: Context) -> Classification:
     return classify_decline(report, event.payment_method.brand, ctx.taxonomy)
 
 
-def _classify(event: PaymentFailed, ctx: Context) -> tuple[DeclineInfo, Explanation]:
-    found = _found(event, ctx)
+def _classify(event: PaymentFailed, found: Classification) -> tuple[DeclineInfo, Explanation]:
     row = found.source
     info = DeclineInfo(
         provider=event.provider,  # who charged: later attempts go through it too
@@ -143,9 +142,8 @@ def _classify(event: PaymentFailed, ctx: Context) -> tuple[DeclineInfo, Explanat
 
 
 def _after_decline(
-    case: RecoveryCase, event: PaymentFailed, info: DeclineInfo, ctx: Context
+    case: RecoveryCase, event: PaymentFailed, info: DeclineInfo, found: Classification
 ) -> RecoveryCase:
-    found = _found(event, ctx)
     blocked = case.blocked_credentials
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
@@ -169,7 +167,8 @@ def _after_decline(
 def _on_payment_failed(
     case: RecoveryCase | None, event: PaymentFailed, policy: Policy, now: datetime, ctx: Context
 ) -> Decision:
-    info, why = _classify(event, ctx)
+    found = _found(event, ctx)  # classified once: the lane, the retry rules, the wait
+    info, why = _classify(event, found)
     if case is None:
         if ctx.invoice_paid_at is not None:
             return _ignored(
@@ -178,7 +177,7 @@ def _on_payment_failed(
                 f"invoice {event.invoice_id} was paid at {ctx.invoice_paid_at.isoformat()}: "
                 "a failure reported for it opens no case",
             )
-        return _open(event, info, why, policy, now, ctx)
+        return _open(event, found, info, why, policy, now, ctx)
     if not case.is_open:
         return _ignored(case, "case.closed", f"the case is already {case.status.value}")
     entries: tuple[LedgerEntry, ...] = ()
@@ -198,7 +197,7 @@ def _on_payment_failed(
             case, attempts=tuple(done if a.id == attempt.id else a for a in case.attempts)
         )
         if attempt.payment_method_token != case.payment_method.token:
-            return _decline_of_replaced_method(case, event, why, policy, now, ctx)
+            return _decline_of_replaced_method(case, event, found, why, policy, now, ctx)
     else:
         if case.last_failure_at is not None and event.occurred_at <= case.last_failure_at:
             return _ignored(
@@ -206,7 +205,7 @@ def _on_payment_failed(
             )
         # A decline dunwell did not make (the provider's own retry): it counts all the same.
         entries = (LedgerEntry(event.payment_method.credential_key, event.occurred_at),)
-    case = evolve(_after_decline(case, event, info, ctx), failures=case.failures + 1)
+    case = evolve(_after_decline(case, event, info, found), failures=case.failures + 1)
     signal = _decline_signal(case, event, info.lane)
     case, risk_notes, effects = _screen(case, signal, policy, now, ctx)
     return _updated(
@@ -246,6 +245,7 @@ def _screen(
 def _decline_of_replaced_method(
     case: RecoveryCase,
     event: PaymentFailed,
+    found: Classification,
     why: Explanation,
     policy: Policy,
     now: datetime,
@@ -253,7 +253,6 @@ def _decline_of_replaced_method(
 ) -> Decision:
     """The customer replaced the payment method while this attempt was in flight: the decline
     is about the old one. It counts, and may block the old credential; the new one stays."""
-    found = _found(event, ctx)
     blocked = case.blocked_credentials
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
@@ -270,6 +269,7 @@ def _decline_of_replaced_method(
 
 def _open(
     event: PaymentFailed,
+    found: Classification,
     info: DeclineInfo,
     why: Explanation,
     policy: Policy,
@@ -289,7 +289,7 @@ def _open(
         opened_at=opened_at,
         decline=info,
     )
-    case = _after_decline(case, event, info, ctx)
+    case = _after_decline(case, event, info, found)
     entry = LedgerEntry(event.payment_method.credential_key, event.occurred_at)
     ctx = evolve(ctx, ledger=ctx.ledger.with_entry(entry))
     notes = [
