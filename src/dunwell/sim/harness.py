@@ -183,15 +183,21 @@ def run_policy(
 
 @contextmanager
 def _fewer_collections() -> Iterator[None]:
-    """A run keeps millions of objects alive and makes little cyclic garbage; at the cyclic
-    collector's default pace (a pass every 700 allocations, and full passes over everything)
-    it spent 10-15% of a run's time. Collected less often while it runs, then as before."""
-    before = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
+    """No cyclic garbage collection while a run goes, then as before.
+
+    A run keeps millions of objects alive (the store keeps every case, row and ledger entry)
+    and makes next to no cyclic garbage: a full collection after a 20,000-customer run finds
+    about ten objects, and the peak memory is the same with or without collections. The
+    collector still examined every object the store kept, once young and again in the middle
+    generation: 10-15% of a run at its default pace, still 7% with passes every 50,000
+    allocations. Reference counting frees everything else as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        if was_enabled:
+            gc.enable()
 
 
 def _run_policy(
