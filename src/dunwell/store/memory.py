@@ -110,8 +110,8 @@ class MemoryUnitOfWork:
         self.store = store
         self.undo: list[Callable[[], None]] = []
 
-    # The repositories, built on first use (`__getattr__`): most units touch one or two kinds
-    # of rows, and the simulator opens tens of units per case.
+    # The repositories, built on first use (`_OnFirstUse`, set below): most units touch one
+    # or two kinds of rows, and the simulator opens tens of units per case.
     cases: MemoryCases
     actions: MemoryActions
     ledger: MemoryLedger
@@ -120,14 +120,6 @@ class MemoryUnitOfWork:
     events: MemoryEvents
     tenants: MemoryTenants
     history: MemoryHistory
-
-    def __getattr__(self, name: str) -> Any:
-        kind = _REPOSITORIES.get(name)
-        if kind is None:
-            raise AttributeError(name)
-        repository = kind(self.store, self.undo)
-        setattr(self, name, repository)  # a plain attribute from now on
-        return repository
 
     def __enter__(self) -> MemoryUnitOfWork:
         return self
@@ -345,7 +337,10 @@ class MemoryActions:
         return due[0].due_at if due else None
 
     def running(self, limit: int) -> Sequence[ActionRecord]:
-        return [self.store.actions[i] for i in sorted(self.store.running)[:limit]]
+        running = self.store.running
+        if not running:  # the usual case: effects are carried out as soon as decided
+            return []
+        return [self.store.actions[i] for i in sorted(running)[:limit]]
 
     def get(self, action_id: int) -> ActionRecord | None:
         return self.store.actions.get(action_id)
@@ -614,6 +609,22 @@ class MemoryHistory:
         self.undo.append(lambda: kept.__delitem__(slice(size, None)))
 
 
+class _OnFirstUse:
+    """A unit of work's repository, built when first read, then a plain attribute of the unit
+    (a non-data descriptor: the instance's own attribute wins from then on). Cheaper than a
+    `__getattr__` fallback, which runs only after a failed lookup."""
+
+    def __init__(self, name: str, kind: Callable[[MemoryStore, list[Callable[[], None]]], object]):
+        self.name, self.kind = name, kind
+
+    def __get__(self, unit: MemoryUnitOfWork | None, owner: type | None = None) -> Any:
+        if unit is None:
+            return self
+        repository = self.kind(unit.store, unit.undo)
+        unit.__dict__[self.name] = repository
+        return repository
+
+
 _REPOSITORIES: dict[str, Callable[[MemoryStore, list[Callable[[], None]]], object]] = {
     "cases": MemoryCases,
     "actions": MemoryActions,
@@ -624,3 +635,5 @@ _REPOSITORIES: dict[str, Callable[[MemoryStore, list[Callable[[], None]]], objec
     "tenants": MemoryTenants,
     "history": MemoryHistory,
 }
+for _name, _kind in _REPOSITORIES.items():
+    setattr(MemoryUnitOfWork, _name, _OnFirstUse(_name, _kind))
