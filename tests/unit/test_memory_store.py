@@ -126,3 +126,17 @@ def test_the_audit_trail_is_kept_only_when_asked_for() -> None:
     dropped = MemoryStore()
     _ingest_a_failure(dropped)
     assert dropped.audit == [] and len(dropped.cases) == 1
+
+
+def test_next_due_at_is_the_earliest_row_still_scheduled() -> None:
+    store, case = MemoryStore(), _opened()
+    _write(store, case, commit=True)
+    times = sorted(p.due_at for p in case.plan)
+    with store.unit() as uow:
+        assert uow.actions.next_due_at() == times[0]
+        first = uow.actions.due(END_OF_TIME, 1)[0]
+        assert uow.actions.settle(first.id, "done", NOW, was="scheduled")
+        assert uow.actions.next_due_at() == times[1]  # the settled row's entry is stale
+        uow.rollback()
+    with store.unit() as uow:
+        assert uow.actions.next_due_at() == times[0]  # undone: scheduled again

@@ -7,12 +7,13 @@ step with it (same key, same row), so a changed lane or a card update simply rep
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, RecoveryCase, Stage
 from dunwell.domain.decision import Context, Explanation
 from dunwell.domain.durations import format_duration
 from dunwell.domain.guardrails import check_attempt
-from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS
+from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
 from dunwell.domain.policy import LanePolicy, Policy
 from dunwell.domain.provider_choice import choose_provider
 from dunwell.domain.records import evolve
@@ -224,10 +225,8 @@ def _plan_notices(
 ) -> list[PlannedAction]:
     fired = {n.key for n in case.notices}
     planned: list[PlannedAction] = []
-    checkpoints = [
-        (f"policy.lanes.{case.lane.value}.notices[{i}]", c)
-        for i, c in enumerate(lane_policy.notices)
-    ]
+    rules = _notice_rules(case.lane, len(lane_policy.notices))
+    checkpoints = list(zip(rules, lane_policy.notices, strict=True))
     chronic = policy.risk.chronic
     if case.retry_cap is not None and chronic is not None and chronic.notice is not None:
         # A chronic failer is asked to fix the payment at once: retries are unlikely to.
@@ -265,3 +264,9 @@ def _plan_notices(
             )
         )
     return planned
+
+
+@lru_cache(maxsize=256)
+def _notice_rules(lane: Lane, count: int) -> tuple[str, ...]:
+    """The rule names of a lane's notice checkpoints (asked on every replan: built once)."""
+    return tuple(f"policy.lanes.{lane.value}.notices[{i}]" for i in range(count))

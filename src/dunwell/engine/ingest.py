@@ -43,6 +43,7 @@ from dunwell.store.unit_of_work import UnitOfWork, Units
 
 _INTERNAL = (ActionDue, AttemptErrored, NoticeDelivered)
 _CONFLICT_RETRIES = 5
+_NO_ROUTING = Routing()  # a tenant without a routing table: its own provider only
 
 
 class UnknownPolicy(LookupError):
@@ -225,7 +226,7 @@ class Ingest:
                 visa_rule="2025" if tenant.visa_rule == "2025" else "2024",
                 max_attempts_per_case=limits.max_attempts_per_case,
             )
-        routing = self.routing.get(tenant_id, Routing())
+        routing = self.routing.get(tenant_id, _NO_ROUTING)
         if isinstance(event, PaymentFailed) and case is None:
             # Whether the provider retries by itself is fixed when the case opens: its
             # webhook endpoints' `provider_retries_enabled` and the routing file both count.

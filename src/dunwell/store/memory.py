@@ -333,8 +333,16 @@ class MemoryActions:
         return [self.store.actions[action_id] for _, action_id, _ in found]
 
     def next_due_at(self) -> datetime | None:
-        due = self.due(datetime.max.replace(tzinfo=UTC), 1)
-        return due[0].due_at if due else None
+        """The earliest due time of a scheduled row: the queue's head, once the stale entries
+        in front of it are dropped (asked at every step of a simulation)."""
+        queue, actions = self.store.due_queue, self.store.actions
+        while queue:
+            due_at, action_id, queued = queue[0]
+            row = actions.get(action_id)
+            if row is not None and row.status == "scheduled" and row.queued == queued:
+                return due_at
+            heapq.heappop(queue)  # stale: moved, settled or undone since
+        return None
 
     def running(self, limit: int) -> Sequence[ActionRecord]:
         running = self.store.running
