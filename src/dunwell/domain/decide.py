@@ -534,7 +534,9 @@ def _on_action_due(
             "case.not_due",
             f"action {event.action_key} is not due until {action.due_at.isoformat()}",
         )
-    case = evolve(case, plan=tuple(a for a in case.plan if a.key != action.key))
+    # The action is not taken out of the plan here: every branch below replans, and the plan
+    # is rebuilt from the case's state, where this action is done (the attempt in flight, the
+    # notice fired, the access level reached, the case ended). One copy of the case less.
     done = Explanation(action.rule, f"due: {action.reason}")
     if action.type is ActionType.RETRY:
         return _start_attempt(case, done, policy, now, ctx)

@@ -14,7 +14,7 @@ from dunwell.domain.decision import Context, Explanation
 from dunwell.domain.durations import format_duration
 from dunwell.domain.guardrails import check_attempt
 from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
-from dunwell.domain.policy import LanePolicy, Policy
+from dunwell.domain.policy import AccessStep, EndOutcome, LanePolicy, Policy
 from dunwell.domain.provider_choice import choose_provider
 from dunwell.domain.records import evolve
 from dunwell.domain.scoring import NoRetry, learned_retry_at
@@ -49,29 +49,12 @@ def replan(
     for step in lane_policy.access:
         due = max(case.opened_at + step.after + extension, now)
         if step.level.rank > case.access.rank and due < end_at:
-            plan.append(
-                PlannedAction(
-                    f"access:{step.level.value}",
-                    ActionType.ACCESS,
-                    due,
-                    f"policy.lanes.{case.lane.value}.access" + (" + policy.grace" if grace else ""),
-                    f"access becomes {step.level.value} "
-                    f"{format_duration(step.after)}{grace} after the first failure",
-                    (("level", step.level.value),),
-                )
-            )
-    plan.append(
-        PlannedAction(
-            "end",
-            ActionType.END,
-            end_at,
-            f"policy.lanes.{case.lane.value}.end" + (" + policy.grace" if grace else ""),
-            f"the case ends {lane_policy.end_outcome.value} "
-            f"{format_duration(lane_policy.end_after)}{grace} after the first failure unless "
-            "recovered",
-            (("outcome", lane_policy.end_outcome.value),),
-        )
+            key, rule, reason, params = _access_texts(case.lane, step, grace)
+            plan.append(PlannedAction(key, ActionType.ACCESS, due, rule, reason, params))
+    rule, reason, params = _end_texts(
+        case.lane, lane_policy.end_outcome, lane_policy.end_after, grace
     )
+    plan.append(PlannedAction("end", ActionType.END, end_at, rule, reason, params))
     if case.escalated:
         stage = Stage.ESCALATED
     elif retry is not None or case.in_flight is not None:
@@ -81,6 +64,36 @@ def replan(
     return evolve(
         case, plan=tuple(sorted(plan, key=lambda a: (a.due_at, a.key))), stage=stage
     ), notes
+
+
+# The texts of the access and end actions depend on the lane's policy row and the grace, not
+# on the case: formatted once (pure functions of immutable values), not on every replan.
+_Params = tuple[tuple[str, str], ...]
+
+
+@lru_cache(maxsize=1024)
+def _access_texts(lane: Lane, step: AccessStep, grace: str) -> tuple[str, str, str, _Params]:
+    """An access step's key, rule, reason and params."""
+    level = step.level.value
+    return (
+        f"access:{level}",
+        f"policy.lanes.{lane.value}.access" + (" + policy.grace" if grace else ""),
+        f"access becomes {level} {format_duration(step.after)}{grace} after the first failure",
+        (("level", level),),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _end_texts(
+    lane: Lane, outcome: EndOutcome, end_after: timedelta, grace: str
+) -> tuple[str, str, _Params]:
+    """The end action's rule, reason and params."""
+    return (
+        f"policy.lanes.{lane.value}.end" + (" + policy.grace" if grace else ""),
+        f"the case ends {outcome.value} {format_duration(end_after)}{grace} after the first "
+        "failure unless recovered",
+        (("outcome", outcome.value),),
+    )
 
 
 def grace_extension(case: RecoveryCase, policy: Policy) -> timedelta:
