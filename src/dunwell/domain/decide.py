@@ -142,8 +142,14 @@ def _classify(event: PaymentFailed, found: Classification) -> tuple[DeclineInfo,
 
 
 def _after_decline(
-    case: RecoveryCase, event: PaymentFailed, info: DeclineInfo, found: Classification
+    case: RecoveryCase,
+    event: PaymentFailed,
+    info: DeclineInfo,
+    found: Classification,
+    failures: int,
 ) -> RecoveryCase:
+    """The case as a decline leaves it, with `failures` failed charges (set here, in the same
+    copy: the case has over thirty fields)."""
     blocked = case.blocked_credentials
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
@@ -161,6 +167,7 @@ def _after_decline(
         not_before=not_before,
         last_failure_at=event.occurred_at,
         technical_retries=0,
+        failures=failures,
     )
 
 
@@ -205,7 +212,7 @@ def _on_payment_failed(
             )
         # A decline dunwell did not make (the provider's own retry): it counts all the same.
         entries = (LedgerEntry(event.payment_method.credential_key, event.occurred_at),)
-    case = evolve(_after_decline(case, event, info, found), failures=case.failures + 1)
+    case = _after_decline(case, event, info, found, failures=case.failures + 1)
     signal = _decline_signal(case, event, info.lane)
     case, risk_notes, effects = _screen(case, signal, policy, now, ctx)
     return _updated(
@@ -289,7 +296,7 @@ def _open(
         opened_at=opened_at,
         decline=info,
     )
-    case = _after_decline(case, event, info, found)
+    case = _after_decline(case, event, info, found, failures=case.failures)
     entry = LedgerEntry(event.payment_method.credential_key, event.occurred_at)
     ctx = evolve(ctx, ledger=ctx.ledger.with_entry(entry))
     notes = [

@@ -469,11 +469,15 @@ class MemoryLedger:
     def add_many(self, tenant_id: str, case_id: str, entries: Iterable[LedgerEntry]) -> None:
         for entry in entries:
             wait = entry.wait_until
-            stored = evolve(
-                entry,
-                attempted_at=_utc(entry.attempted_at),
-                wait_until=None if wait is None else _utc(wait),
-            )
+            stored = entry  # times already in UTC (the usual case) stay as they are
+            if entry.attempted_at.tzinfo is not UTC or (
+                wait is not None and wait.tzinfo is not UTC
+            ):
+                stored = evolve(
+                    entry,
+                    attempted_at=_utc(entry.attempted_at),
+                    wait_until=None if wait is None else _utc(wait),
+                )
             record = _LedgerRecord(self.store.next_id("ledger", self.undo), stored)
             lists = [self.store.ledger.setdefault((tenant_id, entry.credential_key), [])]
             if entry.attempt_id is not None:
