@@ -29,7 +29,13 @@ from dunwell.domain.case import CaseStatus, PlannedAction, RecoveryCase
 from dunwell.domain.history import CustomerSignal, PastCase, past_outcome
 from dunwell.domain.ledger import LEDGER_HORIZON, AttemptLedger, LedgerEntry
 from dunwell.domain.records import evolve
-from dunwell.store.repositories import HISTORY_LIMIT, EventRecord, ScheduledRow, diff_plan
+from dunwell.store.repositories import (
+    HISTORY_LIMIT,
+    EventRecord,
+    Scheduled,
+    ScheduledRow,
+    diff_plan,
+)
 
 
 def _utc(value: datetime) -> datetime:
@@ -248,8 +254,10 @@ class MemoryActions:
 
     def sync(
         self, case: RecoveryCase, now: datetime, *, opened_here: bool = False
-    ) -> list[tuple[str, PlannedAction | ScheduledRow]]:
-        rows = {} if opened_here else {row.key: row for row in self.scheduled(case.id)}
+    ) -> list[tuple[str, PlannedAction | Scheduled]]:
+        # The rows themselves, not ScheduledRow copies: the diff is read before any changes
+        # (a canceled row keeps its key, times, rule and reason for the audit).
+        rows = {} if opened_here else dict(self.store.scheduled_by_case.get(case.id, {}))
         diff = diff_plan(rows, case.plan)
         for row in diff.canceled:
             self._update(row.id, status="canceled", updated_at=now)
