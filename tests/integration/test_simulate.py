@@ -144,6 +144,16 @@ def test_training_rows_are_built_only_when_asked_for() -> None:
     assert to_json(arms["default"].as_dict()) == to_json(kept.as_dict())
 
 
+def test_a_run_can_leave_its_state_to_the_caller_instead_of_freeing_it() -> None:
+    def world() -> Any:
+        return world_module.BuiltinWorld(seed=3, customers=30, days=30, start=T0)
+
+    kept: list[object] = []
+    result = run_policy(world, "default", history=False, keep=kept)
+    assert any(isinstance(state, world_module.BuiltinWorld) for state in kept)
+    assert to_json(result.as_dict()) == to_json(run_policy(world, "default").as_dict())
+
+
 def test_an_unknown_store_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown store"):
         simulate(customers=2, days=2, seed=1, store="postgres")
