@@ -23,7 +23,7 @@ from dunwell.domain.guardrails import Verdict
 from dunwell.domain.lanes import NEVER_RETRY_LANES, Lane
 from dunwell.policies import load_policies
 from dunwell.providers.base import ChargeResult
-from dunwell.sim.harness import DEFAULT_POLICIES, simulate
+from dunwell.sim.harness import DEFAULT_POLICIES, run_arms, run_policy, simulate
 from dunwell.sim.issuer import CustomerState, answer, decline
 from dunwell.sim.log import Entry, Kind, Outcome
 from dunwell.sim.population import Profile
@@ -129,6 +129,29 @@ def test_the_memory_store_gives_the_sqlite_json_byte_for_byte(name: str) -> None
 def test_policies_in_parallel_processes_give_the_same_bytes() -> None:
     run = STORE_RUNS["trained"]  # three arms on two workers; the model goes with the fork
     assert to_json(simulate(**run, workers=2)) == to_json(simulate(**run, workers=1))
+
+
+def test_training_rows_are_built_only_when_asked_for() -> None:
+    def world() -> Any:
+        return world_module.BuiltinWorld(seed=3, customers=30, days=30, start=T0)
+
+    kept = run_policy(world, "default")
+    skipped = run_policy(world, "default", history=False)
+    assert kept.history and skipped.history == ()
+    assert to_json(skipped.as_dict()) == to_json(kept.as_dict())
+    arms = run_arms(world, ["default"], None, "memory", workers=1)
+    assert arms["default"].history == ()
+    assert to_json(arms["default"].as_dict()) == to_json(kept.as_dict())
+
+
+def test_a_run_can_leave_its_state_to_the_caller_instead_of_freeing_it() -> None:
+    def world() -> Any:
+        return world_module.BuiltinWorld(seed=3, customers=30, days=30, start=T0)
+
+    kept: list[object] = []
+    result = run_policy(world, "default", history=False, keep=kept)
+    assert any(isinstance(state, world_module.BuiltinWorld) for state in kept)
+    assert to_json(result.as_dict()) == to_json(run_policy(world, "default").as_dict())
 
 
 def test_an_unknown_store_is_refused() -> None:

@@ -96,3 +96,47 @@ def test_due_rows_come_by_time_then_id_and_a_moved_row_once() -> None:
     assert [r.due_at for r in rows if r.key == last.key] == [NOW]  # at its new time, once
     assert sorted(r.key for r in rows) == sorted(p.key for p in case.plan)  # each key once
     assert [(r.due_at, r.id) for r in rows] == sorted((r.due_at, r.id) for r in rows)
+
+
+def _ingest_a_failure(store: MemoryStore) -> None:
+    from dunwell.engine.clock import VirtualClock
+    from dunwell.engine.ingest import Ingest, PolicyBook
+
+    event = PaymentFailed(
+        "evt_1",
+        NOW,
+        Customer("cus_1"),
+        Subscription("sub_1"),
+        "in_1",
+        Money(4900, "USD"),
+        "stripe",
+        PaymentMethod("pm_1", "visa", "fp_1"),
+        DeclineReport("insufficient_funds", None, None),
+    )
+    ingest = Ingest(store.unit, PolicyBook(load_policies()), VirtualClock(NOW))
+    assert ingest("t", event).outcome == "opened"
+
+
+def test_the_audit_trail_is_kept_only_when_asked_for() -> None:
+    kept = MemoryStore(keep_audit=True)
+    _ingest_a_failure(kept)
+    kinds = [entry["kind"] for entry in kept.audit]
+    assert kinds[0] == "event" and {"decision", "action"} <= set(kinds)
+    assert all(entry["event_id"] == "evt_1" for entry in kept.audit)
+    dropped = MemoryStore()
+    _ingest_a_failure(dropped)
+    assert dropped.audit == [] and len(dropped.cases) == 1
+
+
+def test_next_due_at_is_the_earliest_row_still_scheduled() -> None:
+    store, case = MemoryStore(), _opened()
+    _write(store, case, commit=True)
+    times = sorted(p.due_at for p in case.plan)
+    with store.unit() as uow:
+        assert uow.actions.next_due_at() == times[0]
+        first = uow.actions.due(END_OF_TIME, 1)[0]
+        assert uow.actions.settle(first.id, "done", NOW, was="scheduled")
+        assert uow.actions.next_due_at() == times[1]  # the settled row's entry is stale
+        uow.rollback()
+    with store.unit() as uow:
+        assert uow.actions.next_due_at() == times[0]  # undone: scheduled again

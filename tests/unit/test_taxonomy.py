@@ -316,3 +316,16 @@ def test_a_missing_file_or_column_is_refused(tmp_path: Path) -> None:
     text = str(raised.value)
     assert "adyen_refusal_reasons.csv: cannot read" in text
     assert "iso8583_response_codes.csv: missing columns source" in text
+
+
+def test_a_report_classified_again_gets_the_same_answer_on_each_taxonomy() -> None:
+    report = DeclineReport("insufficient_funds", "51", None, provider="stripe")
+    first = classify_decline(report, "visa", TAXONOMY)
+    assert classify_decline(report, "visa", TAXONOMY) == first
+    # Another brand or another set of tables is a question of its own.
+    fresh = tx.load_directory(CODES_DIR)
+    assert fresh == TAXONOMY  # the remembered answers are no part of a taxonomy's value
+    assert classify_decline(report, "visa", fresh) == first
+    never = DeclineReport("do_not_honor", "R0", None, provider="stripe")
+    assert classify_decline(never, "visa", fresh) == classify_decline(never, "visa", TAXONOMY)
+    assert classify_decline(report, "mastercard", TAXONOMY).lane == first.lane

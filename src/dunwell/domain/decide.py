@@ -7,7 +7,6 @@ and persists the result in one transaction. Nothing here reads a clock or touche
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +53,7 @@ from dunwell.domain.ledger import LedgerEntry
 from dunwell.domain.planning import grace_extension, replan
 from dunwell.domain.policy import AccessLevel, Policy
 from dunwell.domain.provider_choice import choose_provider
+from dunwell.domain.records import evolve
 from dunwell.domain.risk import card_testing, chronic_cap
 
 
@@ -81,7 +81,7 @@ def _share_new_blocks(case: RecoveryCase | None, decision: Decision, now: dateti
         markers.append(LedgerEntry(credential, now, counted=False, wait_until=wait))
     if not markers:
         return decision
-    return replace(decision, ledger_entries=(*decision.ledger_entries, *markers))
+    return evolve(decision, ledger_entries=(*decision.ledger_entries, *markers))
 
 
 def _ignored(case: RecoveryCase | None, rule: str, text: str, **kw: Any) -> Decision:
@@ -106,12 +106,11 @@ def _found(event: PaymentFailed, ctx: Context) -> Classification:
     # A decline without a provider of its own speaks the event's provider's codes.
     report = event.decline
     if not report.provider:
-        report = replace(report, provider=event.provider)
+        report = evolve(report, provider=event.provider)
     return classify_decline(report, event.payment_method.brand, ctx.taxonomy)
 
 
-def _classify(event: PaymentFailed, ctx: Context) -> tuple[DeclineInfo, Explanation]:
-    found = _found(event, ctx)
+def _classify(event: PaymentFailed, found: Classification) -> tuple[DeclineInfo, Explanation]:
     row = found.source
     info = DeclineInfo(
         provider=event.provider,  # who charged: later attempts go through it too
@@ -143,9 +142,14 @@ def _classify(event: PaymentFailed, ctx: Context) -> tuple[DeclineInfo, Explanat
 
 
 def _after_decline(
-    case: RecoveryCase, event: PaymentFailed, info: DeclineInfo, ctx: Context
+    case: RecoveryCase,
+    event: PaymentFailed,
+    info: DeclineInfo,
+    found: Classification,
+    failures: int,
 ) -> RecoveryCase:
-    found = _found(event, ctx)
+    """The case as a decline leaves it, with `failures` failed charges (set here, in the same
+    copy: the case has over thirty fields)."""
     blocked = case.blocked_credentials
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
@@ -155,7 +159,7 @@ def _after_decline(
     ):
         # A later decline on the same card does not shorten an advice code's wait.
         not_before = max(not_before or case.not_before, case.not_before)
-    return replace(
+    return evolve(
         case,
         decline=info,
         payment_method=event.payment_method,
@@ -163,13 +167,15 @@ def _after_decline(
         not_before=not_before,
         last_failure_at=event.occurred_at,
         technical_retries=0,
+        failures=failures,
     )
 
 
 def _on_payment_failed(
     case: RecoveryCase | None, event: PaymentFailed, policy: Policy, now: datetime, ctx: Context
 ) -> Decision:
-    info, why = _classify(event, ctx)
+    found = _found(event, ctx)  # classified once: the lane, the retry rules, the wait
+    info, why = _classify(event, found)
     if case is None:
         if ctx.invoice_paid_at is not None:
             return _ignored(
@@ -178,7 +184,7 @@ def _on_payment_failed(
                 f"invoice {event.invoice_id} was paid at {ctx.invoice_paid_at.isoformat()}: "
                 "a failure reported for it opens no case",
             )
-        return _open(event, info, why, policy, now, ctx)
+        return _open(event, found, info, why, policy, now, ctx)
     if not case.is_open:
         return _ignored(case, "case.closed", f"the case is already {case.status.value}")
     entries: tuple[LedgerEntry, ...] = ()
@@ -188,17 +194,17 @@ def _on_payment_failed(
             return _ignored(
                 case, "case.attempt_settled", f"attempt {event.attempt_id} has no open outcome"
             )
-        done = replace(
+        done = evolve(
             attempt,
             status=AttemptStatus.FAILED,
             finished_at=event.occurred_at,
             provider_code=event.decline.provider_code,
         )
-        case = replace(
+        case = evolve(
             case, attempts=tuple(done if a.id == attempt.id else a for a in case.attempts)
         )
         if attempt.payment_method_token != case.payment_method.token:
-            return _decline_of_replaced_method(case, event, why, policy, now, ctx)
+            return _decline_of_replaced_method(case, event, found, why, policy, now, ctx)
     else:
         if case.last_failure_at is not None and event.occurred_at <= case.last_failure_at:
             return _ignored(
@@ -206,7 +212,7 @@ def _on_payment_failed(
             )
         # A decline dunwell did not make (the provider's own retry): it counts all the same.
         entries = (LedgerEntry(event.payment_method.credential_key, event.occurred_at),)
-    case = replace(_after_decline(case, event, info, ctx), failures=case.failures + 1)
+    case = _after_decline(case, event, info, found, failures=case.failures + 1)
     signal = _decline_signal(case, event, info.lane)
     case, risk_notes, effects = _screen(case, signal, policy, now, ctx)
     return _updated(
@@ -239,13 +245,14 @@ def _screen(
     found = card_testing((*ctx.history.signals, signal), case.id, policy.risk.card_testing, now)
     if found is None:
         return case, [], ()
-    held = replace(case, risk_hold=found.text, escalated=True)
+    held = evolve(case, risk_hold=found.text, escalated=True)
     return held, [found], (Escalate(case.id, found.text),)
 
 
 def _decline_of_replaced_method(
     case: RecoveryCase,
     event: PaymentFailed,
+    found: Classification,
     why: Explanation,
     policy: Policy,
     now: datetime,
@@ -253,11 +260,10 @@ def _decline_of_replaced_method(
 ) -> Decision:
     """The customer replaced the payment method while this attempt was in flight: the decline
     is about the old one. It counts, and may block the old credential; the new one stays."""
-    found = _found(event, ctx)
     blocked = case.blocked_credentials
     if not found.retry_allowed:
         blocked = blocked | {event.payment_method.credential_key}
-    case = replace(case, failures=case.failures + 1, blocked_credentials=blocked)
+    case = evolve(case, failures=case.failures + 1, blocked_credentials=blocked)
     note = Explanation(
         "case.decline_of_replaced_method",
         "the declined attempt used the payment method the customer has since replaced; "
@@ -270,6 +276,7 @@ def _decline_of_replaced_method(
 
 def _open(
     event: PaymentFailed,
+    found: Classification,
     info: DeclineInfo,
     why: Explanation,
     policy: Policy,
@@ -289,9 +296,9 @@ def _open(
         opened_at=opened_at,
         decline=info,
     )
-    case = _after_decline(case, event, info, ctx)
+    case = _after_decline(case, event, info, found, failures=case.failures)
     entry = LedgerEntry(event.payment_method.credential_key, event.occurred_at)
-    ctx = replace(ctx, ledger=ctx.ledger.with_entry(entry))
+    ctx = evolve(ctx, ledger=ctx.ledger.with_entry(entry))
     notes = [
         Explanation(
             "case.open", f"opened for invoice {event.invoice_id} under policy {policy.name}"
@@ -301,7 +308,7 @@ def _open(
     # The stores are handled by SELF_RETRYING_PROVIDERS (nobody else can ever charge them).
     if ctx.routing.retries_itself(event.provider) and event.provider not in SELF_RETRYING_PROVIDERS:
         settings = ctx.routing.settings(event.provider)
-        case = replace(case, provider_retrying=event.provider)
+        case = evolve(case, provider_retrying=event.provider)
         after = (
             "dunwell takes over" if settings.takeover_after_provider else "the case ends churned"
         )
@@ -318,7 +325,7 @@ def _open(
         )
     capped = chronic_cap(ctx.history, policy.risk.chronic, now)
     if capped is not None:
-        case = replace(case, retry_cap=capped[0])
+        case = evolve(case, retry_cap=capped[0])
         notes.append(capped[1])
     extension = grace_extension(case, policy)
     if extension:
@@ -340,12 +347,12 @@ def _open(
     if reason is not None:
         notes.append(Explanation("policy.escalation", reason))
         if not case.escalated:  # a risk hold escalated it already, with its own reason
-            case = replace(case, escalated=True)
+            case = evolve(case, escalated=True)
             effects = (Escalate(case.id, reason),)
     decision = _updated(
         case, policy, now, ctx, notes, effects, ledger_entries=(entry,), signals=(signal,)
     )
-    return replace(decision, outcome="opened")
+    return evolve(decision, outcome="opened")
 
 
 def _escalation_reason(case: RecoveryCase, policy: Policy) -> str | None:
@@ -372,7 +379,7 @@ def _on_payment_succeeded(
     if case.status in (CaseStatus.RECOVERED, CaseStatus.DISPUTED):
         return _ignored(case, "case.closed", f"the case is already {case.status.value}")
     attempts = tuple(
-        replace(a, status=AttemptStatus.SUCCEEDED, finished_at=event.occurred_at)
+        evolve(a, status=AttemptStatus.SUCCEEDED, finished_at=event.occurred_at)
         if a.id == event.attempt_id and a.status is AttemptStatus.IN_FLIGHT
         else a
         for a in case.attempts
@@ -395,7 +402,7 @@ def _on_payment_succeeded(
         notes.append(
             Explanation("case.late_payment", f"paid after the case ended {case.status.value}")
         )
-    recovered = replace(
+    recovered = evolve(
         case,
         status=CaseStatus.RECOVERED,
         attempts=attempts,
@@ -412,7 +419,7 @@ def _on_payment_succeeded(
 
 def _customer_fixed(case: RecoveryCase, at: datetime, why: str) -> RecoveryCase:
     # An advice code's wait stays: it is about the card, which a fix may not have changed.
-    return replace(case, customer_fixed_at=at, technical_retries=0, customer_acted=True)
+    return evolve(case, customer_fixed_at=at, technical_retries=0, customer_acted=True)
 
 
 def _on_payment_method_updated(
@@ -427,13 +434,13 @@ def _on_payment_method_updated(
     if event.payment_method == case.payment_method:
         return _ignored(case, "case.same_method", "the payment method did not change")
     same_card = event.payment_method.credential_key == case.payment_method.credential_key
-    fresh = replace(
+    fresh = evolve(
         case.decline,
         lane=Lane.RETRY_SOON,
         rule="payment_method.updated: a new method, not declined yet",
         retry_allowed=True,
     )
-    case = replace(
+    case = evolve(
         _customer_fixed(case, event.occurred_at, "card"),
         payment_method=event.payment_method,
         not_before=case.not_before if same_card else None,
@@ -484,7 +491,7 @@ def _close(
     if case is None or not case.is_open:
         return _ignored(case, "case.closed", "no open case")
     return _updated(
-        replace(case, status=status, closed_at=at), policy, now, ctx, [Explanation(rule, text)]
+        evolve(case, status=status, closed_at=at), policy, now, ctx, [Explanation(rule, text)]
     )
 
 
@@ -507,7 +514,7 @@ def _on_dispute_opened(
     if case is None or case.status is CaseStatus.DISPUTED:
         return _ignored(case, "case.no_case", "no case to mark disputed")
     blocked = case.blocked_credentials | {case.payment_method.credential_key}
-    case = replace(
+    case = evolve(
         case, status=CaseStatus.DISPUTED, closed_at=event.occurred_at, blocked_credentials=blocked
     )
     text = "a dispute was opened: no further charge on this credential, recovery stops"
@@ -534,7 +541,9 @@ def _on_action_due(
             "case.not_due",
             f"action {event.action_key} is not due until {action.due_at.isoformat()}",
         )
-    case = replace(case, plan=tuple(a for a in case.plan if a.key != action.key))
+    # The action is not taken out of the plan here: every branch below replans, and the plan
+    # is rebuilt from the case's state, where this action is done (the attempt in flight, the
+    # notice fired, the access level reached, the case ended). One copy of the case less.
     done = Explanation(action.rule, f"due: {action.reason}")
     if action.type is ActionType.RETRY:
         return _start_attempt(case, done, policy, now, ctx)
@@ -556,14 +565,14 @@ def _on_action_due(
             case.lane.value,
         )
         return _updated(
-            replace(case, notices=(*case.notices, notice)), policy, now, ctx, [done], (effect,)
+            evolve(case, notices=(*case.notices, notice)), policy, now, ctx, [done], (effect,)
         )
     if action.type is ActionType.ACCESS:
         level = AccessLevel(action.param("level"))
         change = ChangeAccess(case.id, case.customer.id, case.subscription.id, level)
-        return _updated(replace(case, access=level), policy, now, ctx, [done], (change,))
+        return _updated(evolve(case, access=level), policy, now, ctx, [done], (change,))
     status = CaseStatus(action.param("outcome"))
-    ended = replace(case, status=status, closed_at=now, access=AccessLevel.SUSPENDED)
+    ended = evolve(case, status=status, closed_at=now, access=AccessLevel.SUSPENDED)
     effects: tuple[Effect, ...] = ()
     if case.access is not AccessLevel.SUSPENDED:
         effects = (
@@ -594,7 +603,7 @@ def _start_attempt(
         # Its outcome is unknown: send the same attempt again, so the provider answers the
         # first request (idempotency key) instead of charging a second time. One never sent
         # (an open circuit) may go to another provider under its id: nobody saw it yet.
-        attempt = replace(
+        attempt = evolve(
             last,
             status=AttemptStatus.IN_FLIGHT,
             started_at=now,
@@ -625,7 +634,7 @@ def _start_attempt(
         invoice_id=case.invoice_id,
     )
     entry = LedgerEntry(attempt.credential_key, now, attempt.id)
-    case = replace(case, attempts=attempts, customer_fixed_at=None)
+    case = evolve(case, attempts=attempts, customer_fixed_at=None)
     started = Explanation(
         "attempt.start",
         f"attempt {attempt.number} charges {case.amount} (idempotency key {attempt.id})",
@@ -650,13 +659,13 @@ def _on_attempt_errored(
         return _ignored(
             case, "case.attempt_settled", f"attempt {event.attempt_id} has no open outcome"
         )
-    failed = replace(
+    failed = evolve(
         attempt,
         status=AttemptStatus.ERRORED,
         finished_at=event.occurred_at,
         sent=attempt.sent or event.sent,
     )
-    case = replace(
+    case = evolve(
         case,
         attempts=tuple(failed if a.id == attempt.id else a for a in case.attempts),
         technical_retries=case.technical_retries + 1,
@@ -666,7 +675,7 @@ def _on_attempt_errored(
         f"the provider failed ({event.message}); not a decline, not counted against network caps",
         (("provider", attempt.provider), ("sent", str(event.sent).lower())),
     )
-    ctx = replace(ctx, ledger=ctx.ledger.uncount(attempt.id))
+    ctx = evolve(ctx, ledger=ctx.ledger.uncount(attempt.id))
     return _updated(case, policy, now, ctx, [note], ledger_uncount=(attempt.id,))
 
 
@@ -685,7 +694,7 @@ def _on_provider_retries_exhausted(
             "provider.not_retrying",
             f"{event.provider} does not manage this case's retries: dunwell does already",
         )
-    case = replace(case, provider_gave_up_at=event.occurred_at)
+    case = evolve(case, provider_gave_up_at=event.occurred_at)
     settings = ctx.routing.settings(event.provider)
     inputs = (
         ("provider", event.provider),
@@ -706,7 +715,7 @@ def _on_provider_retries_exhausted(
         "churned",
         inputs,
     )
-    ended = replace(
+    ended = evolve(
         case, status=CaseStatus.CHURNED, closed_at=event.occurred_at, access=AccessLevel.SUSPENDED
     )
     effects: tuple[Effect, ...] = ()
@@ -723,14 +732,14 @@ def _on_notice_delivered(
     if case is None:
         return _ignored(None, "case.no_case", "no case for this notice")
     notices = tuple(
-        replace(n, status="sent" if event.ok else "failed", delivered_at=event.occurred_at)
+        evolve(n, status="sent" if event.ok else "failed", delivered_at=event.occurred_at)
         if n.id == event.notice_id
         else n
         for n in case.notices
     )
     text = f"notice {event.notice_id} {'sent' if event.ok else 'failed: ' + (event.detail or '')}"
     return Decision(
-        "updated", replace(case, notices=notices), (Explanation("notice.delivered", text),)
+        "updated", evolve(case, notices=notices), (Explanation("notice.delivered", text),)
     )
 
 

@@ -91,6 +91,11 @@ class DeclineTaxonomy:
     advice: Mapping[str, CodeRow] = field(default_factory=_frozen)  # Mastercard MAC
     # a provider name that speaks another's vocabulary, e.g. the simulator speaks Stripe's
     aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # classify_decline's answers on these tables, by (report, brand): the tables never change
+    # and the classification reads nothing else. Not a field anyone sets or compares.
+    classified: dict[tuple[DeclineReport, str | None], Classification] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def provider_key(self, provider: str | None) -> str:
         name = (provider or "").strip().lower()
@@ -188,11 +193,32 @@ def packaged_taxonomy() -> DeclineTaxonomy:
     return builtin_taxonomy()
 
 
+# Distinct reports (code, advice, message) a taxonomy remembers answers for: a few hundred
+# in practice; the bound keeps free-text messages from growing it without end.
+_CLASSIFIED_LIMIT = 4096
+
+
 def classify_decline(
     report: DeclineReport, brand: str | None, taxonomy: DeclineTaxonomy | None = None
 ) -> Classification:
-    """Map one decline report to a lane. Network "never" rules win over the provider's code."""
+    """Map one decline report to a lane. Network "never" rules win over the provider's code.
+
+    A pure function of the report, the brand and the tables: answered once per distinct
+    report and brand (every decline is classified by the decision and again by the metrics),
+    then from the taxonomy's memo."""
     taxonomy = taxonomy if taxonomy is not None else packaged_taxonomy()
+    memo = taxonomy.classified
+    found = memo.get((report, brand))
+    if found is None:
+        if len(memo) >= _CLASSIFIED_LIMIT:
+            memo.clear()
+        found = memo[(report, brand)] = _classify(report, brand, taxonomy)
+    return found
+
+
+def _classify(
+    report: DeclineReport, brand: str | None, taxonomy: DeclineTaxonomy
+) -> Classification:
     # Providers spell brands their own way ("Visa", "visadebit"): any Visa is held to Visa.
     is_visa = (brand or "").strip().lower().startswith("visa")
     advice = taxonomy.advice_row(report.advice_code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -17,6 +18,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[unit]: int(value)})
 
 
+@lru_cache(maxsize=1024)  # a policy's few durations, formatted for every plan's reasons
 def format_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     for size, suffix in ((86400, "d"), (3600, "h"), (60, "m")):

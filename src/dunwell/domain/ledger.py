@@ -7,8 +7,10 @@ The shell loads the entries of the last 30 days for the credential in question.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from dunwell.domain.records import evolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class AttemptLedger:
     def uncount(self, attempt_id: str) -> AttemptLedger:
         return AttemptLedger(
             tuple(
-                replace(e, counted=False) if e.attempt_id == attempt_id else e for e in self.entries
+                evolve(e, counted=False) if e.attempt_id == attempt_id else e for e in self.entries
             )
         )
 

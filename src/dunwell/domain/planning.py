@@ -6,16 +6,17 @@ step with it (same key, same row), so a changed lane or a card update simply rep
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, RecoveryCase, Stage
 from dunwell.domain.decision import Context, Explanation
 from dunwell.domain.durations import format_duration
 from dunwell.domain.guardrails import check_attempt
-from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS
-from dunwell.domain.policy import LanePolicy, Policy
+from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
+from dunwell.domain.policy import AccessStep, EndOutcome, LanePolicy, Policy
 from dunwell.domain.provider_choice import choose_provider
+from dunwell.domain.records import evolve
 from dunwell.domain.scoring import NoRetry, learned_retry_at
 from dunwell.domain.timing import customer_zone, into_local_hours, next_retry_at
 
@@ -24,7 +25,7 @@ def replan(
     case: RecoveryCase, policy: Policy, now: datetime, ctx: Context
 ) -> tuple[RecoveryCase, list[Explanation]]:
     if not case.is_open:
-        return replace(case, plan=(), stage=None), []
+        return evolve(case, plan=(), stage=None), []
     lane_policy = policy.lane(case.lane)
     extension = grace_extension(case, policy)
     grace = ""
@@ -48,38 +49,51 @@ def replan(
     for step in lane_policy.access:
         due = max(case.opened_at + step.after + extension, now)
         if step.level.rank > case.access.rank and due < end_at:
-            plan.append(
-                PlannedAction(
-                    f"access:{step.level.value}",
-                    ActionType.ACCESS,
-                    due,
-                    f"policy.lanes.{case.lane.value}.access" + (" + policy.grace" if grace else ""),
-                    f"access becomes {step.level.value} "
-                    f"{format_duration(step.after)}{grace} after the first failure",
-                    (("level", step.level.value),),
-                )
-            )
-    plan.append(
-        PlannedAction(
-            "end",
-            ActionType.END,
-            end_at,
-            f"policy.lanes.{case.lane.value}.end" + (" + policy.grace" if grace else ""),
-            f"the case ends {lane_policy.end_outcome.value} "
-            f"{format_duration(lane_policy.end_after)}{grace} after the first failure unless "
-            "recovered",
-            (("outcome", lane_policy.end_outcome.value),),
-        )
+            key, rule, reason, params = _access_texts(case.lane, step, grace)
+            plan.append(PlannedAction(key, ActionType.ACCESS, due, rule, reason, params))
+    rule, reason, params = _end_texts(
+        case.lane, lane_policy.end_outcome, lane_policy.end_after, grace
     )
+    plan.append(PlannedAction("end", ActionType.END, end_at, rule, reason, params))
     if case.escalated:
         stage = Stage.ESCALATED
     elif retry is not None or case.in_flight is not None:
         stage = Stage.RETRYING
     else:
         stage = Stage.AWAITING_CUSTOMER
-    return replace(
+    return evolve(
         case, plan=tuple(sorted(plan, key=lambda a: (a.due_at, a.key))), stage=stage
     ), notes
+
+
+# The texts of the access and end actions depend on the lane's policy row and the grace, not
+# on the case: formatted once (pure functions of immutable values), not on every replan.
+_Params = tuple[tuple[str, str], ...]
+
+
+@lru_cache(maxsize=1024)
+def _access_texts(lane: Lane, step: AccessStep, grace: str) -> tuple[str, str, str, _Params]:
+    """An access step's key, rule, reason and params."""
+    level = step.level.value
+    return (
+        f"access:{level}",
+        f"policy.lanes.{lane.value}.access" + (" + policy.grace" if grace else ""),
+        f"access becomes {level} {format_duration(step.after)}{grace} after the first failure",
+        (("level", level),),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _end_texts(
+    lane: Lane, outcome: EndOutcome, end_after: timedelta, grace: str
+) -> tuple[str, str, _Params]:
+    """The end action's rule, reason and params."""
+    return (
+        f"policy.lanes.{lane.value}.end" + (" + policy.grace" if grace else ""),
+        f"the case ends {outcome.value} {format_duration(end_after)}{grace} after the first "
+        "failure unless recovered",
+        (("outcome", outcome.value),),
+    )
 
 
 def grace_extension(case: RecoveryCase, policy: Policy) -> timedelta:
@@ -151,7 +165,7 @@ def _plan_retry(
         ladder = lane_policy
         allowed = min(lane_policy.max_attempts, len(lane_policy.retries))
         if case.retry_cap is not None and case.retry_cap < allowed:
-            ladder = replace(lane_policy, max_attempts=case.retry_cap)
+            ladder = evolve(lane_policy, max_attempts=case.retry_cap)
         timed = next_retry_at(
             case.opened_at,
             case.attempts_made,
@@ -224,10 +238,8 @@ def _plan_notices(
 ) -> list[PlannedAction]:
     fired = {n.key for n in case.notices}
     planned: list[PlannedAction] = []
-    checkpoints = [
-        (f"policy.lanes.{case.lane.value}.notices[{i}]", c)
-        for i, c in enumerate(lane_policy.notices)
-    ]
+    rules = _notice_rules(case.lane, len(lane_policy.notices))
+    checkpoints = list(zip(rules, lane_policy.notices, strict=True))
     chronic = policy.risk.chronic
     if case.retry_cap is not None and chronic is not None and chronic.notice is not None:
         # A chronic failer is asked to fix the payment at once: retries are unlikely to.
@@ -279,3 +291,9 @@ def _asked_since_last_failure(
         return True
     since = case.last_failure_at or case.opened_at
     return any(n.template == template and n.created_at >= since for n in case.notices)
+
+
+@lru_cache(maxsize=256)
+def _notice_rules(lane: Lane, count: int) -> tuple[str, ...]:
+    """The rule names of a lane's notice checkpoints (asked on every replan: built once)."""
+    return tuple(f"policy.lanes.{lane.value}.notices[{i}]" for i in range(count))

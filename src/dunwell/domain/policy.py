@@ -27,7 +27,11 @@ class AccessLevel(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(AccessLevel).index(self)
+        return _ACCESS_RANKS[self]
+
+
+# The order levels are declared in, from full to suspended: asked on every replan.
+_ACCESS_RANKS = {level: rank for rank, level in enumerate(AccessLevel)}
 
 
 class Align(StrEnum):

@@ -43,6 +43,7 @@ from dunwell.store.unit_of_work import UnitOfWork, Units
 
 _INTERNAL = (ActionDue, AttemptErrored, NoticeDelivered)
 _CONFLICT_RETRIES = 5
+_NO_ROUTING = Routing()  # a tenant without a routing table: its own provider only
 
 
 class UnknownPolicy(LookupError):
@@ -225,7 +226,7 @@ class Ingest:
                 visa_rule="2025" if tenant.visa_rule == "2025" else "2024",
                 max_attempts_per_case=limits.max_attempts_per_case,
             )
-        routing = self.routing.get(tenant_id, Routing())
+        routing = self.routing.get(tenant_id, _NO_ROUTING)
         if isinstance(event, PaymentFailed) and case is None:
             # Whether the provider retries by itself is fixed when the case opens: its
             # webhook endpoints' `provider_retries_enabled` and the routing file both count.
@@ -253,28 +254,11 @@ class Ingest:
         payload: dict[str, Any] | None,
     ) -> None:
         case = decision.case
-        case_id = case.id if case is not None else None
-        uow.audit.add(
-            tenant_id,
-            case_id,
-            now,
-            "event",
-            event.type,
-            _event_text(event),
-            {"payload": payload} if payload else {"event": _internal_data(event)},
-            event_id=event.id,
-        )
-        for note in decision.explanations:
-            uow.audit.add(
-                tenant_id,
-                case_id,
-                now,
-                "decision",
-                note.rule,
-                note.text,
-                {"inputs": dict(note.inputs), "outcome": decision.outcome},
-                event_id=event.id,
-            )
+        # A store that keeps no audit trail (the simulator's) is not handed its entries: they
+        # were a tenth of a simulation's time, formatted to be dropped.
+        keeps_audit = uow.audit.keeps
+        if keeps_audit:
+            _audit_decision(uow, tenant_id, event, decision, now, payload)
         if decision.invoice_paid and isinstance(event, PaymentSucceeded):
             uow.invoices.mark_paid(tenant_id, event.invoice_id, event.occurred_at, event.id)
         if case is None or decision.outcome == "ignored":
@@ -291,7 +275,7 @@ class Ingest:
         for attempt_id in decision.ledger_uncount:
             uow.ledger.uncount(attempt_id)
         effects = [effect_to_dict(e) for e in decision.effects]
-        for effect in effects:
+        for effect in effects if keeps_audit else ():
             uow.audit.add(
                 tenant_id,
                 case.id,
@@ -316,7 +300,7 @@ class Ingest:
     @staticmethod
     def _sync(uow: UnitOfWork, case: RecoveryCase, event: Event, now: datetime) -> None:
         changes = uow.actions.sync(case, now, opened_here=uow.cases.opened_here(case.id))
-        for change, action in changes:
+        for change, action in changes if uow.audit.keeps else ():
             uow.audit.add(
                 case.tenant_id,
                 case.id,
@@ -332,6 +316,39 @@ class Ingest:
                 },
                 event_id=event.id,
             )
+
+
+def _audit_decision(
+    uow: UnitOfWork,
+    tenant_id: str,
+    event: Event,
+    decision: Decision,
+    now: datetime,
+    payload: dict[str, Any] | None,
+) -> None:
+    """The event and every explanation of the decision, in the audit trail."""
+    case_id = decision.case.id if decision.case is not None else None
+    uow.audit.add(
+        tenant_id,
+        case_id,
+        now,
+        "event",
+        event.type,
+        _event_text(event),
+        {"payload": payload} if payload else {"event": _internal_data(event)},
+        event_id=event.id,
+    )
+    for note in decision.explanations:
+        uow.audit.add(
+            tenant_id,
+            case_id,
+            now,
+            "decision",
+            note.rule,
+            note.text,
+            {"inputs": dict(note.inputs), "outcome": decision.outcome},
+            event_id=event.id,
+        )
 
 
 def _history(

@@ -7,8 +7,8 @@ database when Prometheus scrapes `/metrics`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import datetime
+from typing import Generic, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,32 +19,60 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dunwell.domain.declines import classify_decline
 from dunwell.domain.events import Event, PaymentFailed
+from dunwell.domain.records import evolve
 from dunwell.providers.taxonomy import builtin_taxonomy
 from dunwell.store.tables import ActionRow
 
 log = structlog.get_logger("dunwell.declines")
 
+M = TypeVar("M", Counter, Histogram)
+
+
+class _Labelled(Generic[M]):
+    """A labelled metric whose children are looked up once per label values.
+
+    prometheus_client's `labels()` checks the values and takes a lock on every call, and the
+    engine counts a few times per event: the child for given values is always the same
+    object (nothing here removes children), so it is kept. The metric itself stays in the
+    registry; `metric` is it."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.events = Counter(
-            "dunwell_events",
-            "Events ingested, by type and outcome",
-            ["type", "outcome"],
-            registry=self.registry,
+        self.events = _Labelled(
+            Counter(
+                "dunwell_events",
+                "Events ingested, by type and outcome",
+                ["type", "outcome"],
+                registry=self.registry,
+            )
         )
-        self.actions = Counter(
-            "dunwell_actions",
-            "Actions carried out, by type and outcome",
-            ["type", "outcome"],
-            registry=self.registry,
+        self.actions = _Labelled(
+            Counter(
+                "dunwell_actions",
+                "Actions carried out, by type and outcome",
+                ["type", "outcome"],
+                registry=self.registry,
+            )
         )
-        self.provider_seconds = Histogram(
-            "dunwell_provider_request_seconds",
-            "Time a provider took to answer a charge",
-            ["provider"],
-            registry=self.registry,
+        self.provider_seconds = _Labelled(
+            Histogram(
+                "dunwell_provider_request_seconds",
+                "Time a provider took to answer a charge",
+                ["provider"],
+                registry=self.registry,
+            )
         )
         self.unknown_decline_codes = Counter(
             "dunwell_unknown_decline_codes",
@@ -53,11 +81,13 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
-        self.provider_errors = Counter(
-            "dunwell_provider_errors",
-            "Charges without an outcome (timeouts, 5xx, open circuit)",
-            ["provider", "reason"],
-            registry=self.registry,
+        self.provider_errors = _Labelled(
+            Counter(
+                "dunwell_provider_errors",
+                "Charges without an outcome (timeouts, 5xx, open circuit)",
+                ["provider", "reason"],
+                registry=self.registry,
+            )
         )
         self.workflows_redispatched = Counter(
             "dunwell_workflows_redispatched",
@@ -74,7 +104,7 @@ class Metrics:
             return
         report = event.decline
         if not report.provider:
-            report = replace(report, provider=event.provider)
+            report = evolve(report, provider=event.provider)
         found = classify_decline(report, event.payment_method.brand, builtin_taxonomy())
         if not found.known:
             self.unknown_decline_codes.labels(found.provider or "(none)").inc()

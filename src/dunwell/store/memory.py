@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import TracebackType
@@ -28,7 +28,14 @@ from sqlalchemy.orm.exc import StaleDataError
 from dunwell.domain.case import CaseStatus, PlannedAction, RecoveryCase
 from dunwell.domain.history import CustomerSignal, PastCase, past_outcome
 from dunwell.domain.ledger import LEDGER_HORIZON, AttemptLedger, LedgerEntry
-from dunwell.store.repositories import HISTORY_LIMIT, EventRecord, ScheduledRow, diff_plan
+from dunwell.domain.records import evolve
+from dunwell.store.repositories import (
+    HISTORY_LIMIT,
+    EventRecord,
+    Scheduled,
+    ScheduledRow,
+    diff_plan,
+)
 
 
 def _utc(value: datetime) -> datetime:
@@ -109,8 +116,8 @@ class MemoryUnitOfWork:
         self.store = store
         self.undo: list[Callable[[], None]] = []
 
-    # The repositories, built on first use (`__getattr__`): most units touch one or two kinds
-    # of rows, and the simulator opens tens of units per case.
+    # The repositories, built on first use (`_OnFirstUse`, set below): most units touch one
+    # or two kinds of rows, and the simulator opens tens of units per case.
     cases: MemoryCases
     actions: MemoryActions
     ledger: MemoryLedger
@@ -119,14 +126,6 @@ class MemoryUnitOfWork:
     events: MemoryEvents
     tenants: MemoryTenants
     history: MemoryHistory
-
-    def __getattr__(self, name: str) -> Any:
-        kind = _REPOSITORIES.get(name)
-        if kind is None:
-            raise AttributeError(name)
-        repository = kind(self.store, self.undo)
-        setattr(self, name, repository)  # a plain attribute from now on
-        return repository
 
     def __enter__(self) -> MemoryUnitOfWork:
         return self
@@ -255,8 +254,10 @@ class MemoryActions:
 
     def sync(
         self, case: RecoveryCase, now: datetime, *, opened_here: bool = False
-    ) -> list[tuple[str, PlannedAction | ScheduledRow]]:
-        rows = {} if opened_here else {row.key: row for row in self.scheduled(case.id)}
+    ) -> list[tuple[str, PlannedAction | Scheduled]]:
+        # The rows themselves, not ScheduledRow copies: the diff is read before any changes
+        # (a canceled row keeps its key, times, rule and reason for the audit).
+        rows = {} if opened_here else dict(self.store.scheduled_by_case.get(case.id, {}))
         diff = diff_plan(rows, case.plan)
         for row in diff.canceled:
             self._update(row.id, status="canceled", updated_at=now)
@@ -340,11 +341,22 @@ class MemoryActions:
         return [self.store.actions[action_id] for _, action_id, _ in found]
 
     def next_due_at(self) -> datetime | None:
-        due = self.due(datetime.max.replace(tzinfo=UTC), 1)
-        return due[0].due_at if due else None
+        """The earliest due time of a scheduled row: the queue's head, once the stale entries
+        in front of it are dropped (asked at every step of a simulation)."""
+        queue, actions = self.store.due_queue, self.store.actions
+        while queue:
+            due_at, action_id, queued = queue[0]
+            row = actions.get(action_id)
+            if row is not None and row.status == "scheduled" and row.queued == queued:
+                return due_at
+            heapq.heappop(queue)  # stale: moved, settled or undone since
+        return None
 
     def running(self, limit: int) -> Sequence[ActionRecord]:
-        return [self.store.actions[i] for i in sorted(self.store.running)[:limit]]
+        running = self.store.running
+        if not running:  # the usual case: effects are carried out as soon as decided
+            return []
+        return [self.store.actions[i] for i in sorted(running)[:limit]]
 
     def get(self, action_id: int) -> ActionRecord | None:
         return self.store.actions.get(action_id)
@@ -465,11 +477,15 @@ class MemoryLedger:
     def add_many(self, tenant_id: str, case_id: str, entries: Iterable[LedgerEntry]) -> None:
         for entry in entries:
             wait = entry.wait_until
-            stored = replace(
-                entry,
-                attempted_at=_utc(entry.attempted_at),
-                wait_until=None if wait is None else _utc(wait),
-            )
+            stored = entry  # times already in UTC (the usual case) stay as they are
+            if entry.attempted_at.tzinfo is not UTC or (
+                wait is not None and wait.tzinfo is not UTC
+            ):
+                stored = evolve(
+                    entry,
+                    attempted_at=_utc(entry.attempted_at),
+                    wait_until=None if wait is None else _utc(wait),
+                )
             record = _LedgerRecord(self.store.next_id("ledger", self.undo), stored)
             lists = [self.store.ledger.setdefault((tenant_id, entry.credential_key), [])]
             if entry.attempt_id is not None:
@@ -481,13 +497,15 @@ class MemoryLedger:
     def uncount(self, attempt_id: str) -> None:
         for record in self.store.ledger_by_attempt.get(attempt_id, ()):
             entry = record.entry
-            record.entry = replace(entry, counted=False)
+            record.entry = evolve(entry, counted=False)
             self.undo.append(partial(setattr, record, "entry", entry))
 
 
 class MemoryAudit:
     def __init__(self, store: MemoryStore, undo: list[Callable[[], None]]) -> None:
         self.store, self.undo = store, undo
+        # Whether `add` keeps anything: ingest does not build entries that would be dropped.
+        self.keeps = store.keep_audit
 
     def add(
         self,
@@ -611,6 +629,22 @@ class MemoryHistory:
         self.undo.append(lambda: kept.__delitem__(slice(size, None)))
 
 
+class _OnFirstUse:
+    """A unit of work's repository, built when first read, then a plain attribute of the unit
+    (a non-data descriptor: the instance's own attribute wins from then on). Cheaper than a
+    `__getattr__` fallback, which runs only after a failed lookup."""
+
+    def __init__(self, name: str, kind: Callable[[MemoryStore, list[Callable[[], None]]], object]):
+        self.name, self.kind = name, kind
+
+    def __get__(self, unit: MemoryUnitOfWork | None, owner: type | None = None) -> Any:
+        if unit is None:
+            return self
+        repository = self.kind(unit.store, unit.undo)
+        unit.__dict__[self.name] = repository
+        return repository
+
+
 _REPOSITORIES: dict[str, Callable[[MemoryStore, list[Callable[[], None]]], object]] = {
     "cases": MemoryCases,
     "actions": MemoryActions,
@@ -621,3 +655,5 @@ _REPOSITORIES: dict[str, Callable[[MemoryStore, list[Callable[[], None]]], objec
     "tenants": MemoryTenants,
     "history": MemoryHistory,
 }
+for _name, _kind in _REPOSITORIES.items():
+    setattr(MemoryUnitOfWork, _name, _OnFirstUse(_name, _kind))

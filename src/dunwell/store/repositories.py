@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -292,18 +292,36 @@ class ScheduledRow:
     reason: str
 
 
+class Scheduled(Protocol):
+    """A scheduled row as a plan diff reads it: a `ScheduledRow`, or the in-memory store's
+    own row record (which has these attributes), without a copy."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PlanDiff:
     """What it takes to make a case's scheduled rows match its plan (every store applies it)."""
 
-    canceled: list[ScheduledRow]
-    moved: list[tuple[ScheduledRow, PlannedAction]]
+    canceled: list[Scheduled]
+    moved: list[tuple[Scheduled, PlannedAction]]
     added: list[PlannedAction]
     # (scheduled | rescheduled | canceled, action), in this order of discovery, for the audit.
-    changes: list[tuple[str, PlannedAction | ScheduledRow]]
+    changes: list[tuple[str, PlannedAction | Scheduled]]
 
 
-def diff_plan(rows: dict[str, ScheduledRow], plan: Iterable[PlannedAction]) -> PlanDiff:
+def diff_plan(rows: Mapping[str, Scheduled], plan: Iterable[PlannedAction]) -> PlanDiff:
     """Rows are matched to the plan by key: new keys are added, changed ones moved, missing
     ones canceled."""
     wanted = {p.key: p for p in plan}
@@ -329,7 +347,7 @@ class ActionRepository:
 
     def sync(
         self, case: RecoveryCase, now: datetime, *, opened_here: bool = False
-    ) -> list[tuple[str, PlannedAction | ScheduledRow]]:
+    ) -> list[tuple[str, PlannedAction | Scheduled]]:
         """Make the scheduled rows of a case match its plan, in at most three statements.
 
         `opened_here`: the case was inserted in this transaction, so it has no rows to read.
@@ -616,6 +634,8 @@ class HistoryRepository:
 class AuditRepository:
     """Entries are collected by `add` and written as one executemany by `flush`, which the
     unit of work's commit and a read of the trail call: an event writes about ten."""
+
+    keeps = True  # every entry (the in-memory store may keep none: callers skip building them)
 
     def __init__(self, session: Session) -> None:
         self.session = session
