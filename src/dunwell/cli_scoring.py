@@ -265,6 +265,13 @@ def _show(manifest: dict[str, Any]) -> None:
         f"{manifest['history_to'][:10]}; out-of-time validation on {v['rows']} attempts: "
         f"AUC {auc}, Brier {v['brier']:.4f} (base rate {v['base_rate']:.3f})"
     )
+    per_attempt = manifest.get("recovered_per_attempt_minor") or {}  # older models lack it
+    if per_attempt:
+        amounts = ", ".join(f"{minor} {cur} minor units" for cur, minor in per_attempt.items())
+        out.print(
+            "recovered per attempt in this history "
+            f"(the base of timing.learned_min_value_share): {amounts}"
+        )
     calibration = Table(title="calibration (validation)")
     for column in ("predicted p", "rows", "mean predicted", "observed"):
         calibration.add_column(column, justify="right")

@@ -14,6 +14,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,9 @@ def test_train_writes_a_versioned_model_with_its_metrics(tmp_path: Path) -> None
     page = tmp_path / "model.html"
     shown = _cli(tmp_path, "scoring", "show", "--version", "0001", "--chart", str(page))
     assert shown.returncode == 0 and "AUC" in shown.stdout and "calibration" in shown.stdout
+    per_attempt = manifest["recovered_per_attempt_minor"]["USD"]
+    assert "recovered per attempt in this history" in shown.stdout
+    assert f"{per_attempt} USD minor units" in shown.stdout
     figures = _svgs(page.read_text())
     assert len(figures) == 2  # the calibration plot and the importances
     dots = figures[0].findall("{http://www.w3.org/2000/svg}circle")
@@ -137,6 +141,31 @@ def test_train_writes_a_versioned_model_with_its_metrics(tmp_path: Path) -> None
     assert len(bars) == len(importances)
     scorer = load_latest(tmp_path / "models")
     assert scorer is not None and scorer.version == "0002"
+
+
+def test_a_model_keeps_what_an_attempt_recovered_on_average_per_currency(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=100)
+    rows, _ = read_history(source)
+    eur = [replace(r, currency="EUR", amount_minor=10_000) for r in rows[:40]]
+    mixed = [*rows[40:], *eur]
+    expected = {
+        currency: round(
+            sum(r.amount_minor for r in mixed if r.currency == currency and r.approved)
+            / sum(1 for r in mixed if r.currency == currency)
+        )
+        for currency in ("EUR", "USD")
+    }
+    store = ModelStore(tmp_path / "models")
+    version = store.save(*train(mixed))
+    assert store.manifest(version)["recovered_per_attempt_minor"] == expected
+    loaded = store.load(version)  # through the pickle and its hash check
+    assert loaded.value_per_attempt("eur") == expected["EUR"]
+    assert loaded.value_per_attempt("JPY") is None  # no attempt in yen: no relative bar
+    live = NewestModel(tmp_path / "models")
+    assert live.value_per_attempt("USD") == expected["USD"]
 
 
 def test_a_tampered_model_is_refused(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from dunwell.domain.events import (
     Subscription,
 )
 from dunwell.domain.money import Money
-from dunwell.domain.policy import Align, PolicyError, parse_policy
+from dunwell.domain.policy import Align, Policy, PolicyError, parse_policy
 from dunwell.domain.scoring import (
     FEATURE_NAMES,
     RetryFeatures,
@@ -46,9 +46,14 @@ class TableScorer:
     version: str = "test-1"
     calls: int = 0
 
+    per_attempt: dict[str, int] = field(default_factory=dict)
+
     def score(self, features: Sequence[RetryFeatures]) -> list[float]:
         self.calls += 1
         return [self.p(f) for f in features]  # type: ignore[operator]
+
+    def value_per_attempt(self, currency: str) -> int | None:
+        return self.per_attempt.get(currency)
 
 
 def test_features_are_what_a_deployment_sees_in_the_customers_local_time() -> None:
@@ -265,21 +270,78 @@ def test_learned_align_is_validated() -> None:
     assert SMART.lane(next(iter(SMART.lanes))).align in set(Align)
 
 
+def _with_bars(minor: int = 0, share: float = 0.0) -> Policy:
+    """`smart` with the value bars given (whatever the shipped file says)."""
+    return replace(
+        SMART,
+        timing=replace(SMART.timing, learned_min_value_minor=minor, learned_min_value_share=share),
+    )
+
+
+ABSOLUTE_300 = _with_bars(minor=300)
+
+
 def test_a_cheap_hopeless_case_gets_no_retry_and_a_valuable_one_does() -> None:
     opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
     scorer = TableScorer(lambda f: 0.02)  # 2% at every hour
-    cheap = decide(None, _failed(opened), SMART, opened, Context("t", scorer=scorer))
+    cheap = decide(None, _failed(opened), ABSOLUTE_300, opened, Context("t", scorer=scorer))
     assert cheap.case is not None
     assert not [a for a in cheap.case.plan if a.type is ActionType.RETRY]
     why = [e.text for e in cheap.explanations if "learned_min_value_minor" in e.rule]
-    assert why and "p=0.02" in why[0] and "below the policy's 300" in why[0]
+    assert why and "p=0.02" in why[0] and "below the bar of 300 minor units" in why[0]
     # No charge worth making: the customer is asked instead, at once, and only once (the
     # first failure's message already asks for another card; the ladder's end adds no copy).
     asks = [a for a in cheap.case.plan if a.type is ActionType.NOTICE and a.due_at == opened]
     assert [a.key for a in asks] == ["notice:failure-1:update_payment_method"]
     valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.02 x 49,900 = 998
-    rich = decide(None, valuable, SMART, opened, Context("t", scorer=scorer))
+    rich = decide(None, valuable, ABSOLUTE_300, opened, Context("t", scorer=scorer))
     assert rich.case is not None and [a for a in rich.case.plan if a.type is ActionType.RETRY]
+
+
+def test_the_relative_bar_is_a_share_of_what_an_attempt_recovered_in_the_models_history() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.02 x 49,900 = 998
+    half = _with_bars(minor=300, share=0.5)
+    # A shop whose attempts recovered EUR 10 on average: the bar is 500, the charge is made.
+    cheap_shop = TableScorer(lambda f: 0.02, per_attempt={"EUR": 1000})
+    made = decide(None, valuable, half, opened, Context("t", scorer=cheap_shop))
+    assert made.case is not None and [a for a in made.case.plan if a.type is ActionType.RETRY]
+    # One whose attempts recovered EUR 40: the bar is 2,000, and the same charge is not made.
+    dear_shop = TableScorer(lambda f: 0.02, per_attempt={"EUR": 4000})
+    skipped = decide(None, valuable, half, opened, Context("t", scorer=dear_shop))
+    assert skipped.case is not None
+    assert not [a for a in skipped.case.plan if a.type is ActionType.RETRY]
+    why = [e.text for e in skipped.explanations if "learned_min_value_share" in e.rule]
+    assert why and "worth 998 of 49900 minor units, below the bar of 2000 minor units" in why[0]
+    assert "0.5 x the 4000 EUR minor units an attempt recovered on average" in why[0]
+
+
+def test_the_relative_bar_is_not_applied_without_history_in_the_cases_currency() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    scorer = TableScorer(lambda f: 0.02, per_attempt={"USD": 100_000})  # no EUR attempt
+    context = Context("t", scorer=scorer)
+    decision = decide(None, _failed(opened), _with_bars(300, 0.5), opened, context)
+    why = [e.text for e in decision.explanations if "learned_min_value_minor" in e.rule]
+    assert why and "(no EUR attempt in the model's history)" in why[0]
+
+
+def test_the_higher_of_the_two_bars_applies() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 998 expected
+    scorer = TableScorer(lambda f: 0.02, per_attempt={"EUR": 100})  # relative bar: 50
+    decision = decide(None, valuable, _with_bars(1000, 0.5), opened, Context("t", scorer=scorer))
+    assert decision.case is not None
+    assert not [a for a in decision.case.plan if a.type is ActionType.RETRY]
+    why = [e.text for e in decision.explanations if "learned_min_value_minor" in e.rule]
+    assert why and "below the bar of 1000 minor units" in why[0]
+
+
+@pytest.mark.parametrize("share", [-0.1, 10.5, "half", True])
+def test_the_relative_bar_is_validated(share: object) -> None:
+    data = {"name": "x", "timing": {"learned_min_value_share": share}, "lanes": {}}
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(data)
+    assert "timing.learned_min_value_share" in "\n".join(caught.value.problems)
 
 
 def test_a_window_not_worth_a_charge_is_skipped_for_a_later_one() -> None:
@@ -288,19 +350,24 @@ def test_a_window_not_worth_a_charge_is_skipped_for_a_later_one() -> None:
     def p(f: RetryFeatures) -> float:  # only from day 8 on is a charge worth it
         return 0.5 if f.hours_since_failure >= 8 * 24 else 0.01
 
-    decision = decide(None, _failed(opened), SMART, opened, Context("t", scorer=TableScorer(p)))
+    policy = ABSOLUTE_300
+    decision = decide(None, _failed(opened), policy, opened, Context("t", scorer=TableScorer(p)))
     retry = _retry(decision.case)
     # The windows from 1d to 4d and from 4d to 7d are not worth a charge; a later one is.
     assert retry.due_at >= opened + timedelta(days=8)
-    assert "earlier window(s) skipped as not worth a charge" in retry.reason
+    assert "earlier window(s) skipped as not worth a charge (the bar: 300 minor units)" in (
+        retry.reason
+    )
 
 
 def test_a_floor_on_the_probability_stops_charges_that_will_almost_surely_fail() -> None:
     opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
     valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.05 x 49,900 = 2,495
     scorer = TableScorer(lambda f: 0.05)
-    floored = replace(SMART, timing=replace(SMART.timing, learned_min_probability=0.1))
-    without = decide(None, valuable, SMART, opened, Context("t", scorer=scorer))
+    floored = replace(
+        ABSOLUTE_300, timing=replace(ABSOLUTE_300.timing, learned_min_probability=0.1)
+    )
+    without = decide(None, valuable, ABSOLUTE_300, opened, Context("t", scorer=scorer))
     assert without.case is not None and [a for a in without.case.plan if a.type is ActionType.RETRY]
     with_floor = decide(None, valuable, floored, opened, Context("t", scorer=scorer))
     assert with_floor.case is not None

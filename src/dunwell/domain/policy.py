@@ -31,6 +31,8 @@ class AccessLevel(StrEnum):
 
 
 # The order levels are declared in, from full to suspended: asked on every replan.
+# A relative value bar above ten times an average attempt's recovery is surely a typo.
+MAX_VALUE_SHARE = 10.0
 _ACCESS_RANKS = {level: rank for rank, level in enumerate(AccessLevel)}
 
 
@@ -112,6 +114,9 @@ class Timing:
     # that will almost surely fail costs an attempt the networks count.
     learned_min_value_minor: int = 0
     learned_min_probability: float = 0.0
+    # A relative bar: this share of what one attempt recovered on average in the model's
+    # training history (per currency); the higher of the two bars applies.
+    learned_min_value_share: float = 0.0
     # Cold-start retries (align payday, local_hours, learned without a model) that would land
     # on a public holiday of the customer's country move to the next business day: banks and
     # issuers run on skeleton crews, salaries are not paid, customers are away.
@@ -324,6 +329,7 @@ def _timing(r: _Reader, raw: Any) -> Timing:
             "learned_tolerance",
             "learned_min_value_minor",
             "learned_min_probability",
+            "learned_min_value_share",
             "holidays",
         },
     )
@@ -363,6 +369,14 @@ def _timing(r: _Reader, raw: Any) -> Timing:
     if type(min_p) not in (int, float) or not 0 <= min_p < 1:
         r.fail("timing.learned_min_probability", "expected a number with 0 <= probability < 1")
         min_p = default.learned_min_probability
+    share = data.get("learned_min_value_share", default.learned_min_value_share)
+    if type(share) not in (int, float) or not 0 <= share <= MAX_VALUE_SHARE:
+        r.fail(
+            "timing.learned_min_value_share",
+            f"expected a number from 0 to {MAX_VALUE_SHARE} (a share of what an attempt "
+            "recovered on average in the model's history)",
+        )
+        share = default.learned_min_value_share
     holidays = data.get("holidays", default.holidays)
     if type(holidays) is not bool:
         r.fail("timing.holidays", "expected true or false")
@@ -371,6 +385,7 @@ def _timing(r: _Reader, raw: Any) -> Timing:
         holidays=holidays,
         learned_min_value_minor=min_value,
         learned_min_probability=float(min_p),
+        learned_min_value_share=float(share),
         learned_window=learned_window or default.learned_window,
         learned_min_rows=min_rows,
         learned_tolerance=float(tolerance),

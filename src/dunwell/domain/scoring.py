@@ -12,8 +12,9 @@ tolerance of the best: an explainable choice ("p=0.41 at 09:00 Europe/Berlin on 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
@@ -150,6 +151,11 @@ class RetryScorer(Protocol):
         """One probability per feature row, in order."""
         ...
 
+    def value_per_attempt(self, currency: str) -> int | None:
+        """What one attempt recovered on average in the history the model learned from, in
+        minor units of `currency`; None when that history has no attempt in it."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Choice:
@@ -238,6 +244,41 @@ def _since(opened_at: datetime, at: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueBar:
+    """The expected recovery (probability x amount) a window must reach, and why that much."""
+
+    minor: int
+    rule: str
+    why: str
+
+
+def value_bar(timing: Timing, scorer: RetryScorer, currency: str) -> ValueBar:
+    """The higher of the policy's absolute bar (`learned_min_value_minor`) and its relative
+    one (`learned_min_value_share` x what an attempt recovered on average in the model's
+    history, in the case's currency). The relative bar follows the merchant's prices and the
+    model's level: the same policy spends about as many attempts per case for a shop of
+    USD 5 plans as for one of USD 500 plans, and after a retraining that moved every
+    probability. Without history in the currency, only the absolute bar applies."""
+    minor = timing.learned_min_value_minor
+    bar = ValueBar(minor, "timing.learned_min_value_minor", f"{minor} minor units")
+    share = timing.learned_min_value_share
+    if share <= 0:
+        return bar
+    per_attempt = scorer.value_per_attempt(currency)
+    if per_attempt is None:
+        return replace(bar, why=f"{bar.why} (no {currency} attempt in the model's history)")
+    relative = math.ceil(share * per_attempt)
+    if relative <= minor:
+        return bar
+    return ValueBar(
+        relative,
+        "timing.learned_min_value_share",
+        f"{relative} minor units ({share:g} x the {per_attempt} {currency} minor units an "
+        "attempt recovered on average in the model's history)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class NoRetry:
     """The model sees no hour worth a charge before the case ends."""
 
@@ -275,6 +316,7 @@ def learned_retry_at(
     if n + 1 < len(lane_policy.retries):  # never past the next retry's own offset
         latest = min(latest, max(case.opened_at + lane_policy.retries[n + 1], earliest))
     amount = case.amount.amount_minor
+    bar = value_bar(timing, scorer, case.amount.currency)
     rule = f"policy.lanes.{case.lane.value}.retries[{n}] + model {scorer.version}"
     skipped: list[Choice] = []
     while earliest <= end:
@@ -288,7 +330,7 @@ def learned_retry_at(
         )
         if (
             choice is not None
-            and choice.best_probability * amount >= timing.learned_min_value_minor
+            and choice.best_probability * amount >= bar.minor
             and choice.best_probability >= timing.learned_min_probability
         ):
             break
@@ -305,10 +347,9 @@ def learned_retry_at(
                 f"below the policy's floor of {timing.learned_min_probability:.2f}",
             )
         return NoRetry(
-            rule + " + timing.learned_min_value_minor",
+            f"{rule} + {bar.rule}",
             f"no retry: the model's best chance before the case ends is p={best:.2f}, worth "
-            f"{best * amount:.0f} of {amount} minor units, below the policy's "
-            f"{timing.learned_min_value_minor}",
+            f"{best * amount:.0f} of {amount} minor units, below the bar of {bar.why}",
         )
     total = min(lane_policy.max_attempts, len(lane_policy.retries))
     window_from = _since(case.opened_at, earliest)
@@ -321,5 +362,7 @@ def learned_retry_at(
     if choice.probability < choice.best_probability:
         reason += f" (best {choice.best_probability:.2f}, later)"
     if skipped:
-        reason += f"; {len(skipped)} earlier window(s) skipped as not worth a charge"
+        reason += (
+            f"; {len(skipped)} earlier window(s) skipped as not worth a charge (the bar: {bar.why})"
+        )
     return RetryTime(choice.at, rule, reason)

@@ -69,3 +69,7 @@ class NewestModel:
         if model is None:
             raise RuntimeError("no retry model loaded: the core asks only when rows > 0")
         return model.score(features)
+
+    def value_per_attempt(self, currency: str) -> int | None:
+        model = self.current()
+        return None if model is None else model.value_per_attempt(currency)

@@ -80,6 +80,9 @@ class LearnedScorer:
     rows: int
     encoder: Encoder
     classifier: Any
+    # Minor units an attempt recovered on average in the training history, per currency:
+    # what a policy's relative value bar (`timing.learned_min_value_share`) is a share of.
+    recovered_per_attempt: dict[str, int] = field(default_factory=dict)
     _memo: dict[RetryFeatures, float] = field(default_factory=dict, repr=False, compare=False)
 
     def score(self, features: Sequence[RetryFeatures]) -> list[float]:
@@ -93,17 +96,35 @@ class LearnedScorer:
                 self._memo[f] = round(float(p), 4)
         return [self._memo[f] for f in features]
 
+    def value_per_attempt(self, currency: str) -> int | None:
+        return self.recovered_per_attempt.get(currency.upper())
+
     def __getstate__(self) -> dict[str, Any]:  # the memo is not part of the model file
         return {
             "version": self.version,
             "rows": self.rows,
             "encoder": self.encoder,
             "classifier": self.classifier,
+            "recovered_per_attempt": self.recovered_per_attempt,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("recovered_per_attempt", {})  # a model saved before it was kept
         self._memo = {}
+
+
+def recovered_per_attempt(rows: Sequence[HistoryRow]) -> dict[str, int]:
+    """Per currency, the amount approved attempts recovered divided by every attempt made,
+    rounded to a minor unit. Rows without a currency are left out."""
+    totals: dict[str, list[int]] = {}
+    for row in rows:
+        if not row.currency:
+            continue
+        total = totals.setdefault(row.currency.upper(), [0, 0])
+        total[0] += row.amount_minor if row.approved else 0
+        total[1] += 1
+    return {currency: round(s / n) for currency, (s, n) in sorted(totals.items())}
 
 
 def _classifier() -> HistGradientBoostingClassifier:
@@ -186,6 +207,7 @@ def _train(
     encoder = Encoder.fit(features)
     final = _classifier()
     final.fit(encoder.matrix(features), labels)
+    per_attempt = recovered_per_attempt(rows)
     manifest = {
         "version": version,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -199,9 +221,10 @@ def _train(
         "model": "sklearn.ensemble.HistGradientBoostingClassifier",
         "params": {k: v for k, v in final.get_params().items() if k != "categorical_features"},
         "library": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
+        "recovered_per_attempt_minor": per_attempt,
         "validation": validation,
     }
-    return LearnedScorer(version, len(rows), encoder, final), manifest
+    return LearnedScorer(version, len(rows), encoder, final, per_attempt), manifest
 
 
 def calibration_bins(

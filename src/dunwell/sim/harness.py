@@ -500,6 +500,7 @@ def _train(
         "auc": validation["auc"],
         "brier": validation["brier"],
         "base_rate": validation["base_rate"],
+        "recovered_per_attempt_minor": manifest["recovered_per_attempt_minor"],
         "calibration": validation["calibration"],
         "feature_importances": validation["feature_importances"],
         "manifest": manifest,
