@@ -99,10 +99,13 @@ def backtest_command(
 
 @history_app.command("import")
 def history_import(
-    file: Annotated[Path, typer.Argument(help="CSV, one row per charge (docs/scoring.md)")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV or .parquet, one row per charge (docs/scoring.md)")
+    ],
     model_dir: ModelDir = None,
     rejects: Annotated[
-        Path | None, typer.Option(help="also write the bad rows' line numbers and reasons here")
+        Path | None,
+        typer.Option(help="also write the bad rows' line (CSV) or row (Parquet) numbers here"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
 ) -> None:
@@ -122,8 +125,9 @@ def history_import(
         saved = target / f"import-{len(existing) + 1:04d}.csv"
         kept = write_history(saved, rows)
     if rejects is not None:
+        unit = bad[0].unit if bad else "line"
         rejects.write_text(
-            "line,reason\n"
+            f"{unit},reason\n"
             + "".join(f'{b.line},"{b.reason.replace(chr(34), chr(39))}"\n' for b in bad)
         )
     summary = {
@@ -131,7 +135,7 @@ def history_import(
         "kept": kept,
         "rejected": len(bad),
         "saved_as": str(saved) if saved else None,
-        "bad_rows": [{"line": b.line, "reason": b.reason} for b in bad],
+        "bad_rows": [{b.unit: b.line, "reason": b.reason} for b in bad],
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -140,7 +144,7 @@ def history_import(
             f"kept {kept} rows" + (f" in {saved}" if saved else "") + f", rejected {len(bad)}"
         )
         for b in bad[:50]:
-            err.print(f"  line {b.line}: {b.reason}", markup=False)
+            err.print(f"  {b.unit} {b.line}: {b.reason}", markup=False)
         if len(bad) > 50:
             err.print(f"  ... and {len(bad) - 50} more (--rejects FILE lists them all)")
     if not rows:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dunwell.policies import load_policies
@@ -104,6 +106,104 @@ def test_import_refuses_a_file_without_the_required_columns(tmp_path: Path) -> N
     done = _cli(tmp_path, "history", "import", str(source))
     assert done.returncode == 2
     assert "missing required column(s) first_failed_at, attempted_at" in done.stderr
+
+
+def _csv_as_parquet(source: Path, target: Path) -> None:
+    """The same rows as typed Parquet columns, the way a data warehouse or pandas writes them:
+    times as nanosecond UTC timestamps, integers as int64, the rest as strings."""
+    with source.open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    columns: dict[str, pa.Array] = {}
+    for name in COLUMNS:
+        values = [r[name] for r in records]
+        if name in ("first_failed_at", "attempted_at"):
+            # 789 ns past each whole hour: more precision than a Python datetime holds
+            nanos = [int(datetime.fromisoformat(v).timestamp()) * 10**9 + 789 for v in values]
+            columns[name] = pa.array(nanos, pa.timestamp("ns", tz="UTC"))
+        elif name in ("attempt_number", "amount_minor"):
+            columns[name] = pa.array([int(v) for v in values], pa.int64())
+        else:
+            columns[name] = pa.array(values, pa.string())
+    pq.write_table(pa.table(columns), target)
+
+
+def test_parquet_import_keeps_exactly_what_the_same_csv_keeps(tmp_path: Path) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=30)
+    _csv_as_parquet(source, tmp_path / "past.parquet")
+    from_csv = json.loads(_cli(tmp_path, "history", "import", str(source), "--json").stdout)
+    done = _cli(tmp_path, "history", "import", str(tmp_path / "past.parquet"), "--json")
+    assert done.returncode == 0, done.stderr
+    from_parquet = json.loads(done.stdout)
+    assert (from_parquet["kept"], from_parquet["rejected"]) == (90, 0)
+    saved_csv, saved_parquet = Path(from_csv["saved_as"]), Path(from_parquet["saved_as"])
+    assert saved_parquet != saved_csv
+    assert saved_parquet.read_text() == saved_csv.read_text()
+
+
+def test_parquet_bad_rows_are_reported_by_row_and_left_out(tmp_path: Path) -> None:
+    source = tmp_path / "past.parquet"
+    good = "2026-01-05T09:00:00+00:00"
+    table = pa.table(
+        {
+            "case_id": ["in_1", "in_2", "in_3", "in_4"],
+            "first_failed_at": [good, good, "2026-01-05T09:00:00", good],
+            "attempted_at": ["2026-01-08T09:00:00+00:00", "yesterday", good, good],
+            "attempt_number": pa.array([1, 1, 1, 2], pa.int32()),
+            "outcome": ["approved", "declined", "declined", "declined"],
+            "amount_minor": pa.array([1999, 1999, 1999, None], pa.int64()),
+            "notes": ["extra columns are ignored", "", "", ""],
+        }
+    )
+    pq.write_table(table, source)
+    rejects = tmp_path / "rejects.csv"
+    done = _cli(tmp_path, "history", "import", str(source), "--json", "--rejects", str(rejects))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["kept"], summary["rejected"]) == (1, 3)
+    reasons = {row["row"]: row["reason"] for row in summary["bad_rows"]}
+    assert "attempted_at: 'yesterday' is not an ISO 8601 time" in reasons[2]
+    assert "first_failed_at: '2026-01-05T09:00:00' has no UTC offset" in reasons[3]
+    assert "amount_minor: '' is not an integer" in reasons[4]
+    assert rejects.read_text().splitlines()[0] == "row,reason"
+    kept, _ = read_history(Path(summary["saved_as"]))
+    assert [(r.case_id, r.outcome, r.amount_minor) for r in kept] == [("in_1", "approved", 1999)]
+
+
+def test_parquet_amounts_as_floats_are_refused_row_by_row(tmp_path: Path) -> None:
+    source = tmp_path / "past.parquet"
+    at = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    pq.write_table(
+        pa.table(
+            {
+                "case_id": ["in_1"],
+                "first_failed_at": pa.array([at], pa.timestamp("us", tz="UTC")),
+                "attempted_at": pa.array([at + timedelta(days=3)], pa.timestamp("us", tz="UTC")),
+                "attempt_number": [1],
+                "outcome": ["approved"],
+                "amount_minor": [19.99],
+            }
+        ),
+        source,
+    )
+    done = _cli(tmp_path, "history", "import", str(source), "--json")
+    assert done.returncode == 1  # nothing kept
+    reasons = [row["reason"] for row in json.loads(done.stdout)["bad_rows"]]
+    assert reasons == ["amount_minor: '19.99' is not an integer"]
+
+
+def test_a_file_that_is_not_parquet_or_lacks_columns_is_refused_whole(tmp_path: Path) -> None:
+    broken = tmp_path / "past.parquet"
+    broken.write_text("case_id,outcome\nx,approved\n")
+    done = _cli(tmp_path, "history", "import", str(broken))
+    assert done.returncode == 2
+    assert "as Parquet" in done.stderr
+    narrow = tmp_path / "narrow.parquet"
+    pq.write_table(pa.table({"case_id": ["x"], "outcome": ["approved"]}), narrow)
+    done = _cli(tmp_path, "history", "import", str(narrow))
+    assert done.returncode == 2
+    assert "missing required column(s) first_failed_at, attempted_at" in done.stderr
+    assert not (tmp_path / "models" / "history").exists()
 
 
 def test_train_writes_a_versioned_model_with_its_metrics(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Past charge attempts: one row per charge, the format `dunwell history import` reads.
 
-CSV with a header; the columns (see docs/scoring.md):
+CSV with a header, or Parquet (by the `.parquet` suffix, read with pyarrow); the columns
+(see docs/scoring.md):
 
 | column | required | meaning |
 | --- | --- | --- |
@@ -17,8 +18,10 @@ CSV with a header; the columns (see docs/scoring.md):
 | card_brand, country | no | the card's brand, the customer's country (ISO 3166 alpha-2) |
 | timezone, segment | no | the customer's IANA timezone and segment |
 
-Bad rows are reported with their line number and reason and left out; good rows are kept
-(dead-letter style), so one typo does not throw away a year of history.
+Bad rows are reported with their line number (CSV) or row number (Parquet) and reason and
+left out; good rows are kept (dead-letter style), so one typo does not throw away a year of
+history. Parquet values go through the same checks as CSV text: a timestamp column must
+carry a time zone, and a float amount is refused like "19.99" (money is integer minor units).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dunwell.domain.declines import classify_decline
@@ -71,8 +75,9 @@ COLUMNS = tuple(f.name for f in fields(HistoryRow))
 
 @dataclass(frozen=True, slots=True)
 class BadRow:
-    line: int  # in the file, the header is line 1
+    line: int  # CSV: the line in the file, the header is line 1; Parquet: the row, from 1
     reason: str
+    unit: str = "line"  # "line" (CSV) or "row" (Parquet): how `line` counts
 
 
 class HistoryError(ValueError):
@@ -80,25 +85,30 @@ class HistoryError(ValueError):
 
 
 def read_history(path: Path) -> tuple[list[HistoryRow], list[BadRow]]:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    """Good rows and bad ones from a CSV file, or a Parquet file by its `.parquet` suffix.
+    HistoryError when the file as a whole cannot be read."""
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path)
+    return _read_csv(path)
+
+
+def _require(path: Path, header: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
         raise HistoryError(
-            "Parquet needs pyarrow, polars or duckdb, none of which dunwell depends on: "
-            "export the table as CSV (the same columns) and import that"
+            f"{path}: missing required column(s) {', '.join(missing)} "
+            f"(have: {', '.join(header) or 'no header'})"
         )
+
+
+def _read_csv(path: Path) -> tuple[list[HistoryRow], list[BadRow]]:
     try:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise HistoryError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
         reader = csv.DictReader(handle)
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise HistoryError(
-                f"{path}: missing required column(s) {', '.join(missing)} "
-                f"(have: {', '.join(header) or 'no header'})"
-            )
+        _require(path, [h.strip() for h in reader.fieldnames or []])
         rows: list[HistoryRow] = []
         bad: list[BadRow] = []
         for index, raw in enumerate(reader, start=2):
@@ -108,6 +118,58 @@ def read_history(path: Path) -> tuple[list[HistoryRow], list[BadRow]]:
             except ValueError as exc:
                 bad.append(BadRow(reader.line_num if reader.line_num else index, str(exc)))
     return rows, bad
+
+
+def _read_parquet(path: Path) -> tuple[list[HistoryRow], list[BadRow]]:
+    # Imported here: the CLI and the service start without loading Arrow.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        source = pq.ParquetFile(path)
+    except OSError as exc:  # missing file; pyarrow's ArrowInvalid (not Parquet) is a ValueError
+        raise HistoryError(f"cannot read {path}: {exc}") from None
+    except (pa.ArrowException, ValueError) as exc:
+        raise HistoryError(f"cannot read {path} as Parquet: {exc}") from None
+    header = list(source.schema_arrow.names)
+    _require(path, header)
+    columns = [c for c in COLUMNS if c in header]
+    rows: list[HistoryRow] = []
+    bad: list[BadRow] = []
+    number = 0
+    try:
+        for batch in source.iter_batches(batch_size=8192, columns=columns):
+            for record in _microseconds(batch, pa).to_pylist():
+                number += 1
+                clean = {name: _text(value) for name, value in record.items()}
+                try:
+                    rows.append(parse_row(clean))
+                except ValueError as exc:
+                    bad.append(BadRow(number, str(exc), "row"))
+    except (OSError, ValueError, pa.ArrowException) as exc:  # a damaged page, a type Python
+        # cannot hold: the file is refused whole rather than half imported
+        raise HistoryError(f"cannot read {path} as Parquet after row {number}: {exc}") from None
+    return rows, bad
+
+
+def _microseconds(batch: Any, pa: Any) -> Any:
+    """Nanosecond timestamps (what pandas writes) as microseconds: Python's datetime holds
+    no nanoseconds, and a charge time needs none."""
+    for index, field in enumerate(batch.schema):
+        kind = field.type
+        if pa.types.is_timestamp(kind) and kind.unit == "ns":
+            column = batch.column(index).cast(pa.timestamp("us", tz=kind.tz), safe=False)
+            batch = batch.set_column(index, field.name, column)
+    return batch
+
+
+def _text(value: object) -> str:
+    """A Parquet value as the text a CSV cell would hold, so both pass the same checks."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()  # a naive timestamp reads back without an offset: refused
+    return str(value).strip()
 
 
 def parse_row(raw: dict[str, str]) -> HistoryRow:
