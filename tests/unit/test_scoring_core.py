@@ -97,6 +97,27 @@ def test_payday_distance_counts_to_the_next_and_since_the_last_likely_payday() -
     assert (f.days_since_payday, f.days_to_payday) == (9, 5)  # the 1st .. the 15th
 
 
+def test_a_countrys_own_payday_counts_in_the_payday_features() -> None:
+    def features(country: str) -> tuple[int, int, int]:
+        f = retry_features(
+            lane="retry_after_funds",
+            code="insufficient_funds",
+            amount_minor=1,
+            attempt_number=2,
+            failed_at=datetime(2025, 6, 20, tzinfo=UTC),
+            at=datetime(2025, 6, 27, 3, tzinfo=UTC),  # Friday 27 June, 12:00 in Tokyo
+            timezone="Asia/Tokyo",
+            brand=None,
+            country=country,
+            segment=None,
+            last_try_at=datetime(2025, 6, 23, 3, tzinfo=UTC),
+        )
+        return f.days_since_payday, f.days_to_payday, f.month_paydays_since_last_try
+
+    assert features("US") == (12, 3, 0)  # the 15th .. the 30th (last business day)
+    assert features("JP") == (2, 3, 1)  # Wednesday the 25th passed since the last try
+
+
 def test_paydays_since_the_last_try_count_fridays_and_month_paydays_apart() -> None:
     def since(last: datetime | None, at: datetime) -> tuple[float, int, int]:
         f = retry_features(

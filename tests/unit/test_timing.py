@@ -74,6 +74,21 @@ def test_likely_paydays_cross_the_year_and_respect_both_bounds() -> None:
     assert likely_paydays(date(2025, 3, 15), date(2025, 3, 15)) == [date(2025, 3, 15)]
 
 
+def test_japan_and_korea_add_the_25th_or_the_business_day_before() -> None:
+    # 25 May 2025 is a Sunday: Japanese employers pay on Friday the 23rd.
+    assert likely_paydays(date(2025, 5, 16), date(2025, 5, 29), "JP") == [date(2025, 5, 23)]
+    assert likely_paydays(date(2025, 6, 16), date(2025, 6, 29), "kr") == [date(2025, 6, 25)]
+    assert likely_paydays(date(2025, 5, 16), date(2025, 5, 29), "US") == []
+    assert likely_paydays(date(2025, 5, 16), date(2025, 5, 29)) == []
+
+
+def test_brazil_adds_the_fifth_business_day_skipping_public_holidays() -> None:
+    # May 2025: Thursday the 1st is Labour Day, so the 5th business day is Thursday the 8th.
+    assert likely_paydays(date(2025, 5, 2), date(2025, 5, 14), "BR") == [date(2025, 5, 8)]
+    # June 2025: Monday the 2nd .. Friday the 6th.
+    assert likely_paydays(date(2025, 6, 2), date(2025, 6, 14), "BR") == [date(2025, 6, 6)]
+
+
 def test_the_last_business_day_skips_the_weekend() -> None:
     assert last_business_day(2025, 8) == date(2025, 8, 29)  # the 31st is a Sunday
     assert last_business_day(2025, 2) == date(2025, 2, 28)  # a Friday
@@ -165,6 +180,22 @@ def test_a_payday_aligned_retry_moves_forward_to_a_payday_within_the_window() ->
     assert timed.due_at == datetime(2025, 5, 15, 8, 0, tzinfo=NEW_YORK)
     assert timed.rule == "policy.lanes.retry_after_funds.retries[0] + timing.payday"
     assert "likely payday 2025-05-15" in timed.reason
+
+
+def test_a_payday_aligned_retry_in_japan_moves_to_the_25th() -> None:
+    opened = datetime(2025, 6, 21, 3, 0, tzinfo=UTC)  # +2d is Monday the 23rd in Tokyo
+    timed = next_retry_at(
+        opened,
+        0,
+        lane_policy(timedelta(days=2), align=Align.PAYDAY),
+        Timing(),
+        "Asia/Tokyo",
+        "retry_after_funds",
+        country="JP",
+    )
+    assert timed is not None
+    assert timed.due_at == datetime(2025, 6, 25, 8, 0, tzinfo=TOKYO)
+    assert "likely payday 2025-06-25" in timed.reason
 
 
 def test_a_payday_aligned_retry_with_no_payday_in_the_window_keeps_its_offset() -> None:

@@ -59,7 +59,8 @@ class RetryFeatures:
     local_hour: int  # in the customer's timezone (UTC when unknown)
     weekday: int  # 0 = Monday, local
     day_of_month: int  # local
-    days_since_payday: int  # since the last likely payday (1st, 15th, last business day)
+    days_since_payday: int  # since the last likely payday (1st, 15th, last business day, the
+    # country's own: timing.COUNTRY_PAYDAYS)
     days_to_payday: int  # to the next likely payday
     brand: str
     country: str
@@ -94,9 +95,10 @@ def retry_features(
     zone = customer_zone(timezone)
     local = at.astimezone(zone)
     day = local.date()
-    since, to = _payday_distance(day)
+    where = (country or "").strip().upper()
+    since, to = _payday_distance(day, where)
     last = failed_at if last_try_at is None or last_try_at < failed_at else last_try_at
-    fridays, month_paydays = _paydays_between(last.astimezone(zone).date(), day)
+    fridays, month_paydays = _paydays_between(last.astimezone(zone).date(), day, where)
     return RetryFeatures(
         lane=lane,
         code=(code or "").strip().lower(),
@@ -109,7 +111,7 @@ def retry_features(
         days_since_payday=since,
         days_to_payday=to,
         brand=(brand or "").strip().lower(),
-        country=(country or "").strip().upper(),
+        country=where,
         segment=(segment or "").strip().lower(),
         hours_since_last_try=round(max((at - last).total_seconds(), 0.0) / 3600, 2),
         fridays_since_last_try=fridays,
@@ -118,19 +120,20 @@ def retry_features(
 
 
 @lru_cache(maxsize=8192)  # planning scores every candidate hour: the same days again and again
-def _paydays_between(after: date, until: date) -> tuple[int, int]:
-    """Fridays, and likely monthly paydays (1st, 15th, last business day), in (after, until]."""
+def _paydays_between(after: date, until: date, country: str) -> tuple[int, int]:
+    """Fridays, and likely monthly paydays (1st, 15th, last business day, the country's own),
+    in (after, until]."""
     if until <= after:
         return 0, 0
     days = (until - after).days
     fridays = (days + (after.weekday() - 4) % 7) // 7
-    month = sum(1 for d in likely_paydays(after + timedelta(days=1), until))
+    month = sum(1 for d in likely_paydays(after + timedelta(days=1), until, country))
     return fridays, month
 
 
 @lru_cache(maxsize=8192)
-def _payday_distance(day: date) -> tuple[int, int]:
-    around = likely_paydays(day - timedelta(days=31), day + timedelta(days=31))
+def _payday_distance(day: date, country: str) -> tuple[int, int]:
+    around = likely_paydays(day - timedelta(days=31), day + timedelta(days=31), country)
     before = max(d for d in around if d <= day)
     after = min(d for d in around if d >= day)
     return (day - before).days, (after - day).days

@@ -2,7 +2,8 @@
 
 Cold-start rules only (the learned model comes later): retry offsets count from the case's
 opening; `payday` moves a retry forward to a likely payday (the 1st, the 15th, the last
-business day of the month) when one falls within the policy's window; every aligned retry
+business day of the month, and the customer's country's own usual payday where it has one:
+`COUNTRY_PAYDAYS`) when one falls within the policy's window; every aligned retry
 lands inside the customer's local contact hours; with `timing.holidays`, one that would land
 on a public holiday of the customer's country moves to the next business day's first hour.
 """
@@ -15,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dunwell.domain.durations import format_duration
-from dunwell.domain.holiday_calendar import holiday_name, next_business_day
+from dunwell.domain.holiday_calendar import holiday_name, is_business_day, next_business_day
 from dunwell.domain.policy import Align, LanePolicy, Timing
 
 UTC = ZoneInfo("UTC")
@@ -44,12 +45,43 @@ def last_business_day(year: int, month: int) -> date:
     return day
 
 
-def likely_paydays(start: date, end: date) -> list[date]:
-    """Likely paydays in [start, end]: the 1st, the 15th, the last business day."""
+def _25th_or_business_day_before(country: str, year: int, month: int) -> date:
+    day = date(year, month, 25)
+    while not is_business_day(country, day):
+        day -= timedelta(days=1)
+    return day
+
+
+def _fifth_business_day(country: str, year: int, month: int) -> date:
+    day, found = date(year, month, 1), 0
+    while True:
+        if is_business_day(country, day):
+            found += 1
+            if found == 5:
+                return day
+        day += timedelta(days=1)
+
+
+# Where most employers pay on another day than the 1st, the 15th or the last business day
+# (public conventions, docs/scoring.md): in Japan and South Korea on the 25th, a day earlier
+# when it is not a business day; in Brazil by the 5th business day (CLT, art. 459).
+COUNTRY_PAYDAYS = {
+    "JP": _25th_or_business_day_before,
+    "KR": _25th_or_business_day_before,
+    "BR": _fifth_business_day,
+}
+
+
+def likely_paydays(start: date, end: date, country: str | None = None) -> list[date]:
+    """Likely paydays in [start, end]: the 1st, the 15th, the last business day, and the
+    country's own usual payday where `COUNTRY_PAYDAYS` knows one."""
+    own = COUNTRY_PAYDAYS.get((country or "").upper())
     days: set[date] = set()
     year, month = start.year, start.month
     while date(year, month, 1) <= end:
         days |= {date(year, month, 1), date(year, month, 15), last_business_day(year, month)}
+        if own is not None:
+            days.add(own((country or "").upper(), year, month))
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return sorted(d for d in days if start <= d <= end)
 
@@ -89,7 +121,7 @@ def next_retry_at(
         return RetryTime(due, rule, reason)
     if lane_policy.align in (Align.PAYDAY, Align.LEARNED):  # learned: cold start
         local_day = due.astimezone(zone).date()
-        paydays = likely_paydays(local_day, local_day + timing.payday_window)
+        paydays = likely_paydays(local_day, local_day + timing.payday_window, country)
         if paydays:
             payday = paydays[0]
             if payday != local_day:
