@@ -74,10 +74,10 @@ def test_likely_paydays_cross_the_year_and_respect_both_bounds() -> None:
     assert likely_paydays(date(2025, 3, 15), date(2025, 3, 15)) == [date(2025, 3, 15)]
 
 
-def test_japan_and_korea_add_the_25th_or_the_business_day_before() -> None:
+def test_japan_adds_the_25th_or_the_business_day_before() -> None:
     # 25 May 2025 is a Sunday: Japanese employers pay on Friday the 23rd.
     assert likely_paydays(date(2025, 5, 16), date(2025, 5, 29), "JP") == [date(2025, 5, 23)]
-    assert likely_paydays(date(2025, 6, 16), date(2025, 6, 29), "kr") == [date(2025, 6, 25)]
+    assert likely_paydays(date(2025, 6, 16), date(2025, 6, 29), "jp") == [date(2025, 6, 25)]
     assert likely_paydays(date(2025, 5, 16), date(2025, 5, 29), "US") == []
     assert likely_paydays(date(2025, 5, 16), date(2025, 5, 29)) == []
 

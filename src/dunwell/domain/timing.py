@@ -63,11 +63,10 @@ def _fifth_business_day(country: str, year: int, month: int) -> date:
 
 
 # Where most employers pay on another day than the 1st, the 15th or the last business day
-# (public conventions, docs/scoring.md): in Japan and South Korea on the 25th, a day earlier
-# when it is not a business day; in Brazil by the 5th business day (CLT, art. 459).
+# (docs/scoring.md): in Japan on the 25th, earlier when it is not a business day; in Brazil
+# by the 5th business day, the legal deadline for monthly wages (CLT, art. 459, para. 1).
 COUNTRY_PAYDAYS = {
     "JP": _25th_or_business_day_before,
-    "KR": _25th_or_business_day_before,
     "BR": _fifth_business_day,
 }
 
