@@ -17,6 +17,7 @@ from dunwell.domain.events import Customer, PaymentMethod, Subscription
 from dunwell.domain.lanes import Lane
 from dunwell.domain.money import Money
 from dunwell.domain.policy import AccessLevel
+from dunwell.domain.records import direct_init
 
 
 class CaseStatus(StrEnum):
@@ -48,6 +49,7 @@ class ActionType(StrEnum):
     END = "end"
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class DeclineInfo:
     provider: str
@@ -69,6 +71,7 @@ class DeclineInfo:
     source_url: str | None = None
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Attempt:
     id: str
@@ -92,6 +95,7 @@ class Attempt:
         return self.id
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Notice:
     id: str
@@ -103,6 +107,7 @@ class Notice:
     delivered_at: datetime | None = None
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
     key: str  # stable within the case: retry:N, notice:..., access:LEVEL, end

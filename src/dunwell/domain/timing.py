@@ -17,10 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dunwell.domain.durations import format_duration
 from dunwell.domain.holiday_calendar import holiday_name, next_business_day
 from dunwell.domain.policy import Align, LanePolicy, Timing
+from dunwell.domain.records import direct_init
 
 UTC = ZoneInfo("UTC")
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class RetryTime:
     due_at: datetime
