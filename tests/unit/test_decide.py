@@ -6,6 +6,7 @@ decision: the new case, its plan, the effects and the ledger changes. No clock, 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -21,6 +22,7 @@ from dunwell.domain.case import (
     RecoveryCase,
     Stage,
     case_id_for,
+    child_id,
 )
 from dunwell.domain.decide import decide
 from dunwell.domain.decision import (
@@ -178,6 +180,18 @@ def test_insufficient_funds_opens_a_retry_after_funds_case_with_a_future_retry()
 def test_the_same_invoice_always_gets_the_same_case_id() -> None:
     assert open_case().case.id == open_case().case.id  # type: ignore[union-attr]
     assert case_id_for(TENANT, "in_1") != case_id_for("tenant_2", "in_1")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "invoice"), [("", ""), ("t", "in_1"), ("sim", "in_42\x1fx"), ("t", "zahlung-ü-€")]
+)
+def test_ids_are_the_first_24_hex_digits_of_a_name_based_uuid(tenant: str, invoice: str) -> None:
+    # As they were when built with `uuid.uuid5` (ids in stores written before stay valid).
+    namespace = uuid.UUID("5d0c8f1e-64f4-4c55-9d5b-0a4a9e1f7c21")
+    name = f"{tenant}\x1f{invoice}"
+    assert case_id_for(tenant, invoice) == "case_" + uuid.uuid5(namespace, name).hex[:24]
+    child = uuid.uuid5(namespace, f"{name}\x1fatt\x1f3").hex[:24]
+    assert child_id("att", name, 3) == "att_" + child
 
 
 def test_a_case_opens_with_full_access_and_plans_the_grace_step_now() -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from dunwell.domain.case import RecoveryCase
 from dunwell.domain.decide import decide
@@ -140,3 +141,45 @@ def test_next_due_at_is_the_earliest_row_still_scheduled() -> None:
         uow.rollback()
     with store.unit() as uow:
         assert uow.actions.next_due_at() == times[0]  # undone: scheduled again
+
+
+def test_the_ledger_reads_by_time_then_id_whatever_order_entries_come_in() -> None:
+    store = MemoryStore()
+    earlier, later = NOW.replace(hour=9), NOW.replace(hour=12)
+    with store.unit() as uow:
+        uow.ledger.add("t", "case_1", LedgerEntry("fp_1", later, "att_2"))
+        uow.ledger.add("t", "case_1", LedgerEntry("fp_1", NOW, "att_3"))
+        uow.commit()
+    with store.unit() as uow:  # an event reporting an earlier time, then undone
+        uow.ledger.add("t", "case_1", LedgerEntry("fp_1", earlier, "att_x"))
+        assert [e.attempt_id for e in uow.ledger.load("t", {"fp_1"}, NOW).entries] == [
+            "att_x",
+            "att_2",
+            "att_3",
+        ]
+    with store.unit() as uow:
+        uow.ledger.add("t", "case_1", LedgerEntry("fp_1", earlier, "att_1"))
+        uow.ledger.add("t", "case_1", LedgerEntry("fp_1", later, "att_2b"))
+        uow.commit()
+    with store.unit() as uow:
+        loaded = [e.attempt_id for e in uow.ledger.load("t", {"fp_1"}, NOW).entries]
+    assert loaded == ["att_1", "att_2", "att_2b", "att_3"]  # one time: in the order written
+
+
+def test_a_unit_handed_out_again_starts_with_nothing_read() -> None:
+    store, case = MemoryStore(), _opened()
+    _write(store, case, commit=True)
+    with store.unit() as first:
+        assert first.cases.get("t", case.id) == case
+        first.cases.save(replace(case, failures=2), NOW)
+        first.commit()
+    with store.unit() as again:
+        assert again is first  # reused once its block ended
+        assert not again.cases.opened_here(case.id)
+        with pytest.raises(IntegrityError):  # not read in this unit: saving it is an insert
+            again.cases.save(replace(case, failures=3), NOW)
+        with store.unit() as inner:  # a unit in use is never handed out twice
+            assert inner is not again
+    with store.unit() as uow:
+        stored = uow.cases.get("t", case.id)
+        assert stored is not None and stored.failures == 2

@@ -12,7 +12,7 @@ from dunwell.domain.events import Customer, PaymentMethod, Subscription
 from dunwell.domain.lanes import Lane
 from dunwell.domain.ledger import LedgerEntry
 from dunwell.domain.money import Money
-from dunwell.domain.records import evolve
+from dunwell.domain.records import direct_init, evolve
 
 pytestmark = pytest.mark.unit
 
@@ -77,3 +77,67 @@ def test_a_record_that_checks_its_values_is_copied_through_replace() -> None:
     assert evolve(price, amount_minor=500) == Money(500, "EUR")
     with pytest.raises(ValueError):
         evolve(price, currency="euro")
+
+
+def test_evolve_with_the_same_fields_changed_again_and_in_another_order() -> None:
+    # One copier per class and changed fields: a second call with other values, and the
+    # same fields named in another order, still give what `replace` gives.
+    case = _case()
+    for changes in (
+        {"status": CaseStatus.RECOVERED, "failures": 2},
+        {"status": CaseStatus.CHURNED, "failures": 3},
+        {"failures": 4, "status": CaseStatus.CANCELED},
+    ):
+        assert evolve(case, **changes) == dataclasses.replace(case, **changes)
+    with pytest.raises(TypeError, match="statuz"):
+        evolve(_case(), failures=2, statuz=CaseStatus.RECOVERED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plain:
+    name: str
+    count: int = 1
+    tags: tuple[str, ...] = ()
+    seen: list[str] = dataclasses.field(default_factory=list)
+
+
+@direct_init
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sample:
+    name: str
+    count: int = 1
+    tags: tuple[str, ...] = ()
+    seen: list[str] = dataclasses.field(default_factory=list)
+
+
+def test_direct_init_builds_what_the_dataclass_init_builds() -> None:
+    for args, kwargs in (
+        (("a",), {}),
+        (("a", 3), {"tags": ("x",)}),
+        ((), {"name": "b", "seen": ["s"]}),
+        (("c", 2, ("y",), ["t"]), {}),
+    ):
+        assert dataclasses.astuple(_Sample(*args, **kwargs)) == dataclasses.astuple(
+            _Plain(*args, **kwargs)
+        )
+    assert _Sample("a").seen is not _Sample("a").seen  # a fresh default from the factory
+    assert _Sample.__init__.__qualname__ == "_Sample.__init__"
+    with pytest.raises(TypeError):
+        _Sample()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _Sample("a", nope=1)  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _Sample("a").count = 2  # type: ignore[misc]
+    case = _case()  # a record of the core built with it: every field where it belongs
+    assert RecoveryCase(**{f.name: getattr(case, f.name) for f in dataclasses.fields(case)}) == case
+    attempt = Attempt("att_1", 1, "fp_1", "stripe", "pm_1", AT)
+    assert (attempt.status, attempt.finished_at, attempt.sent) == (
+        AttemptStatus.IN_FLIGHT,
+        None,
+        True,
+    )
+
+
+def test_direct_init_refuses_a_record_it_cannot_build_the_same_way() -> None:
+    with pytest.raises(TypeError, match="Money"):
+        direct_init(Money)  # checks its values in __post_init__

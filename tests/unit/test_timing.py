@@ -253,3 +253,24 @@ def test_decide_plans_a_retry_after_funds_retry_on_a_payday_in_the_customers_mor
     assert retry.due_at.astimezone(NEW_YORK).hour == DEFAULT.timing.local_hours[0]
     assert retry.due_at - (opened + timedelta(days=2)) <= DEFAULT.timing.payday_window
     assert "timing.payday" in retry.rule
+
+
+def test_next_retry_at_remembers_answers_without_mixing_them_up() -> None:
+    ladder = lane_policy(timedelta(days=2), timedelta(days=5), align=Align.PAYDAY)
+    same = lane_policy(timedelta(days=2), timedelta(days=5), align=Align.PAYDAY)  # equal, not it
+    later = lane_policy(timedelta(days=3), timedelta(days=5), align=Align.PAYDAY)
+    opened = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    timing = DEFAULT.timing
+    first = next_retry_at(opened, 0, ladder, timing, "Europe/Berlin", "lane", "DE")
+    assert first is not None
+    assert next_retry_at(opened, 0, ladder, timing, "Europe/Berlin", "lane", "DE") is first
+    assert next_retry_at(opened, 0, same, timing, "Europe/Berlin", "lane", "DE") == first
+    assert next_retry_at(opened, 0, later, timing, "Europe/Berlin", "lane", "DE") != first
+    assert next_retry_at(opened, 1, ladder, timing, "Europe/Berlin", "lane", "DE") != first
+    assert next_retry_at(opened, 2, ladder, timing, "Europe/Berlin", "lane", "DE") is None
+    # The same instant in another zone: the answer keeps the zone it was asked in.
+    none = lane_policy(timedelta(hours=6), align=Align.NONE)
+    in_utc = next_retry_at(opened, 0, none, timing, None, "lane")
+    in_tokyo = next_retry_at(opened.astimezone(TOKYO), 0, none, timing, None, "lane")
+    assert in_utc is not None and in_tokyo is not None
+    assert in_utc.due_at == in_tokyo.due_at and in_tokyo.due_at.tzinfo is TOKYO

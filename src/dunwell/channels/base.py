@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dunwell.domain.decision import ChangeAccess, Escalate, SendNotice
+from dunwell.domain.records import direct_init
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Delivery:
     ok: bool

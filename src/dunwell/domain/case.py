@@ -8,6 +8,7 @@ notices (messages) are separate records: a notice goes out at policy checkpoints
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from dunwell.domain.events import Customer, PaymentMethod, Subscription
 from dunwell.domain.lanes import Lane
 from dunwell.domain.money import Money
 from dunwell.domain.policy import AccessLevel
+from dunwell.domain.records import direct_init
 
 
 class CaseStatus(StrEnum):
@@ -48,6 +50,7 @@ class ActionType(StrEnum):
     END = "end"
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class DeclineInfo:
     provider: str
@@ -69,6 +72,7 @@ class DeclineInfo:
     source_url: str | None = None
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Attempt:
     id: str
@@ -92,6 +96,7 @@ class Attempt:
         return self.id
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Notice:
     id: str
@@ -103,6 +108,7 @@ class Notice:
     delivered_at: datetime | None = None
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
     key: str  # stable within the case: retry:N, notice:..., access:LEVEL, end
@@ -186,12 +192,23 @@ class RecoveryCase:
 
 
 _IDS = uuid.UUID("5d0c8f1e-64f4-4c55-9d5b-0a4a9e1f7c21")
+_IDS_BYTES = _IDS.bytes
 
 
 def case_id_for(tenant_id: str, invoice_id: str) -> str:
     """Deterministic: one case per tenant and invoice, the same id on every replay."""
-    return "case_" + uuid.uuid5(_IDS, f"{tenant_id}\x1f{invoice_id}").hex[:24]
+    return "case_" + _uuid5_hex24(f"{tenant_id}\x1f{invoice_id}")
 
 
 def child_id(prefix: str, case_id: str, n: int) -> str:
-    return f"{prefix}_" + uuid.uuid5(_IDS, f"{case_id}\x1f{prefix}\x1f{n}").hex[:24]
+    return f"{prefix}_" + _uuid5_hex24(f"{case_id}\x1f{prefix}\x1f{n}")
+
+
+def _uuid5_hex24(name: str) -> str:
+    """`uuid.uuid5(_IDS, name).hex[:24]`, without building the UUID (an attempt and a notice
+    get an id each): the name-based SHA-1 digest with the version (5) and variant bits set,
+    as `uuid5` sets them, in its first twelve bytes."""
+    digest = bytearray(hashlib.sha1(_IDS_BYTES + name.encode(), usedforsecurity=False).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest[:12].hex()

@@ -13,10 +13,12 @@ from dunwell.domain.history import CustomerHistory, CustomerSignal
 from dunwell.domain.ledger import AttemptLedger, LedgerEntry
 from dunwell.domain.money import Money
 from dunwell.domain.policy import AccessLevel
+from dunwell.domain.records import direct_init
 from dunwell.domain.routing import Routing
 from dunwell.domain.scoring import RetryScorer
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Explanation:
     rule: str  # which rule fired, e.g. guardrail.network_cap, policy.lanes.retry_soon.retries[1]
@@ -24,6 +26,7 @@ class Explanation:
     inputs: tuple[tuple[str, str], ...] = ()
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Charge:
     case_id: str
@@ -36,6 +39,7 @@ class Charge:
     invoice_id: str
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class SendNotice:
     case_id: str
@@ -47,6 +51,7 @@ class SendNotice:
     lane: str
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class ChangeAccess:
     case_id: str
@@ -64,6 +69,7 @@ class Escalate:
 Effect = Charge | SendNotice | ChangeAccess | Escalate
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Context:
     """Facts the shell gathered for this decision, besides the case itself."""
@@ -92,6 +98,7 @@ class Context:
     history: CustomerHistory = CustomerHistory()
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     outcome: str  # opened | updated | closed | ignored

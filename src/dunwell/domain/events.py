@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dunwell.domain.money import Money
+from dunwell.domain.records import direct_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class Subscription:
     storefront: str | None = None
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class PaymentMethod:
     token: str
@@ -45,6 +47,7 @@ class PaymentMethod:
         return self.fingerprint or self.token
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class DeclineReport:
     """A decline as the provider reported it, before classification."""
@@ -56,6 +59,7 @@ class DeclineReport:
     provider: str | None = None  # whose code table provider_code is in; default: the event's
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class PaymentFailed:
     id: str
@@ -144,6 +148,7 @@ ExternalEvent = (
 )
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class ActionDue:
     """The engine's clock reached a planned action of a case."""
@@ -170,6 +175,7 @@ class AttemptErrored:
     type: str = "attempt.errored"
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class NoticeDelivered:
     id: str

@@ -22,6 +22,7 @@ from typing import Literal
 
 from dunwell.domain.case import RecoveryCase
 from dunwell.domain.ledger import AttemptLedger
+from dunwell.domain.records import direct_init
 
 _DAY = timedelta(days=1)
 _MONTH = timedelta(days=30)
@@ -45,6 +46,7 @@ class NetworkLimits:
         return ((f"{name} 30d cap ({self.visa_rule} rule)", self.visa_per_30d, _MONTH),)
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from dunwell.domain.records import direct_init
+
 
 class SignalKind(StrEnum):
     DECLINE = "decline"
@@ -23,6 +25,7 @@ DECLINES = frozenset({SignalKind.DECLINE, SignalKind.FRAUD_DECLINE})
 FRAUD = frozenset({SignalKind.FRAUD_DECLINE, SignalKind.DISPUTE})
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class CustomerSignal:
     """One payment fact about a customer, kept per tenant for the card-testing rules."""
@@ -52,6 +55,7 @@ def past_outcome(status: str, recovered_by: str | None) -> str:
     return status
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class CustomerHistory:
     past_cases: tuple[PastCase, ...] = ()

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from dunwell.domain.records import evolve
+from dunwell.domain.records import direct_init, evolve
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
     credential_key: str
@@ -26,6 +27,7 @@ class LedgerEntry:
     wait_until: datetime | None = None
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class AttemptLedger:
     entries: tuple[LedgerEntry, ...] = ()

@@ -7,14 +7,14 @@ step with it (same key, same row), so a changed lane or a card update simply rep
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
+from operator import attrgetter
 
 from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, RecoveryCase, Stage
 from dunwell.domain.decision import Context, Explanation
 from dunwell.domain.durations import format_duration
 from dunwell.domain.guardrails import check_attempt
 from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
-from dunwell.domain.policy import AccessStep, EndOutcome, LanePolicy, Policy
+from dunwell.domain.policy import AccessStep, Checkpoint, EndOutcome, LanePolicy, Policy
 from dunwell.domain.provider_choice import choose_provider
 from dunwell.domain.records import evolve
 from dunwell.domain.scoring import NoRetry, learned_retry_at
@@ -28,9 +28,7 @@ def replan(
         return evolve(case, plan=(), stage=None), []
     lane_policy = policy.lane(case.lane)
     extension = grace_extension(case, policy)
-    grace = ""
-    if extension:
-        grace = f" + {format_duration(extension)} grace for segment {case.customer.segment}"
+    access_steps, end_texts = _lane_texts(case.lane, lane_policy, extension, case.customer.segment)
     end_at = max(case.opened_at + lane_policy.end_after + extension, now)
     notes: list[Explanation] = []
     plan: list[PlannedAction] = []
@@ -46,14 +44,12 @@ def replan(
         )
     else:
         plan.extend(_plan_notices(case, lane_policy, policy, now, end_at, ladder_over))
-    for step in lane_policy.access:
-        due = max(case.opened_at + step.after + extension, now)
-        if step.level.rank > case.access.rank and due < end_at:
-            key, rule, reason, params = _access_texts(case.lane, step, grace)
+    access_rank = case.access.rank
+    for after, rank, key, rule, reason, params in access_steps:
+        due = max(case.opened_at + after + extension, now)
+        if rank > access_rank and due < end_at:
             plan.append(PlannedAction(key, ActionType.ACCESS, due, rule, reason, params))
-    rule, reason, params = _end_texts(
-        case.lane, lane_policy.end_outcome, lane_policy.end_after, grace
-    )
+    rule, reason, params = end_texts
     plan.append(PlannedAction("end", ActionType.END, end_at, rule, reason, params))
     if case.escalated:
         stage = Stage.ESCALATED
@@ -61,17 +57,43 @@ def replan(
         stage = Stage.RETRYING
     else:
         stage = Stage.AWAITING_CUSTOMER
-    return evolve(
-        case, plan=tuple(sorted(plan, key=lambda a: (a.due_at, a.key))), stage=stage
-    ), notes
+    return evolve(case, plan=tuple(sorted(plan, key=_PLAN_ORDER)), stage=stage), notes
 
+
+_PLAN_ORDER = attrgetter("due_at", "key")
 
 # The texts of the access and end actions depend on the lane's policy row and the grace, not
-# on the case: formatted once (pure functions of immutable values), not on every replan.
+# on the case: formatted once per lane, policy row, grace and segment, not on every replan
+# (nor looked up by hashing the policy's rows: keyed by the row's identity; each entry keeps
+# its row, so no other object can take its id). Bounded: emptied when full.
 _Params = tuple[tuple[str, str], ...]
+_AccessStep = tuple[timedelta, int, str, str, str, _Params]  # after, rank, key, rule, reason
+_LaneTexts = tuple[tuple[_AccessStep, ...], tuple[str, str, _Params]]
+_LANE_TEXTS: dict[tuple[Lane, int, timedelta, str | None], tuple[LanePolicy, _LaneTexts]] = {}
 
 
-@lru_cache(maxsize=1024)
+def _lane_texts(
+    lane: Lane, lane_policy: LanePolicy, extension: timedelta, segment: str | None
+) -> _LaneTexts:
+    """The access steps (after, rank, key, rule, reason, params) and the end's texts."""
+    key = (lane, id(lane_policy), extension, segment if extension else None)
+    found = _LANE_TEXTS.get(key)
+    if found is not None and found[0] is lane_policy:
+        return found[1]
+    grace = ""
+    if extension:
+        grace = f" + {format_duration(extension)} grace for segment {segment}"
+    steps = tuple(
+        (step.after, step.level.rank, *_access_texts(lane, step, grace))
+        for step in lane_policy.access
+    )
+    texts = (steps, _end_texts(lane, lane_policy.end_outcome, lane_policy.end_after, grace))
+    if len(_LANE_TEXTS) >= 1024:
+        _LANE_TEXTS.clear()
+    _LANE_TEXTS[key] = (lane_policy, texts)
+    return texts
+
+
 def _access_texts(lane: Lane, step: AccessStep, grace: str) -> tuple[str, str, str, _Params]:
     """An access step's key, rule, reason and params."""
     level = step.level.value
@@ -83,7 +105,6 @@ def _access_texts(lane: Lane, step: AccessStep, grace: str) -> tuple[str, str, s
     )
 
 
-@lru_cache(maxsize=1024)
 def _end_texts(
     lane: Lane, outcome: EndOutcome, end_after: timedelta, grace: str
 ) -> tuple[str, str, _Params]:
@@ -238,47 +259,92 @@ def _plan_notices(
 ) -> list[PlannedAction]:
     fired = {n.key for n in case.notices}
     planned: list[PlannedAction] = []
-    rules = _notice_rules(case.lane, len(lane_policy.notices))
-    checkpoints = list(zip(rules, lane_policy.notices, strict=True))
     chronic = policy.risk.chronic
-    if case.retry_cap is not None and chronic is not None and chronic.notice is not None:
-        # A chronic failer is asked to fix the payment at once: retries are unlikely to.
-        checkpoints.insert(0, ("risk.chronic.notice", chronic.notice))
-    # The end of the ladder last: it only asks what the other checkpoints have not just asked.
-    checkpoints.sort(key=lambda item: item[1].when == "retries_exhausted")
-    for rule, checkpoint in checkpoints:
-        key = checkpoint.key(case.failures)
+    # A chronic failer is asked to fix the payment at once: retries are unlikely to.
+    extra = chronic.notice if case.retry_cap is not None and chronic is not None else None
+    for rule, checkpoint, fixed_key, fixed_reason, params in _checkpoints(
+        case.lane, lane_policy.notices, extra
+    ):
+        key = fixed_key if fixed_key is not None else checkpoint.key(case.failures)
         if key in fired or any(p.key == key for p in planned):
             continue
-        if checkpoint.when == "entered" and rule == "risk.chronic.notice":
-            due, why = now, "the customer is a chronic failer: ask them to fix the payment"
-        elif checkpoint.when == "entered":
-            due, why = now, f"the case is in lane {case.lane.value}"
+        if checkpoint.when == "entered":
+            due = now
         elif checkpoint.when == "retries_exhausted":
             if not exhausted or _asked_since_last_failure(case, planned, checkpoint.template):
                 continue
-            due, why = now, "no retry is left on the ladder: the customer is asked instead"
+            due = now
         elif checkpoint.when in ("failure", "every_failure"):
             if checkpoint.when == "failure" and case.failures < (checkpoint.count or 1):
                 continue
-            due, why = now, f"failed charge number {case.failures}"
+            due = now
         else:
             assert checkpoint.after is not None
             due = max(case.opened_at + checkpoint.after, now)
-            why = f"{format_duration(checkpoint.after)} after the first failure"
         if due >= end_at:
             continue
-        planned.append(
-            PlannedAction(
-                key,
-                ActionType.NOTICE,
-                due,
+        reason = fixed_reason
+        if reason is None:
+            reason = _reason(
+                f"failed charge number {case.failures}", checkpoint.template, checkpoint.channel
+            )
+        planned.append(PlannedAction(key, ActionType.NOTICE, due, rule, reason, params))
+    return planned
+
+
+def _reason(why: str, template: str, channel: str) -> str:
+    return f"checkpoint: {why}; send {template} by {channel}"
+
+
+# A lane's notice checkpoints as every replan reads them: in order (the end of the ladder
+# last: it only asks what the other checkpoints have not just asked), with their rule names,
+# and the keys and reasons that do not depend on the case (all but a failure count's)
+# formatted once. Keyed by the identity of the policy's checkpoints (hashing them would cost
+# more than it saves); each entry keeps them, so no other object can take their ids.
+_Prepared = tuple[tuple[str, Checkpoint, str | None, str | None, tuple[tuple[str, str], ...]], ...]
+_CHECKPOINTS: dict[
+    tuple[Lane, int, int], tuple[tuple[Checkpoint, ...], Checkpoint | None, _Prepared]
+] = {}
+
+
+def _checkpoints(
+    lane: Lane, notices: tuple[Checkpoint, ...], extra: Checkpoint | None
+) -> _Prepared:
+    found = _CHECKPOINTS.get((lane, id(notices), id(extra)))
+    if found is not None and found[0] is notices and found[1] is extra:
+        return found[2]
+    rules = [f"policy.lanes.{lane.value}.notices[{i}]" for i in range(len(notices))]
+    checkpoints = list(zip(rules, notices, strict=True))
+    if extra is not None:
+        checkpoints.insert(0, ("risk.chronic.notice", extra))
+    checkpoints.sort(key=lambda item: item[1].when == "retries_exhausted")
+    prepared = []
+    for rule, checkpoint in checkpoints:
+        if checkpoint.when == "entered" and rule == "risk.chronic.notice":
+            why: str | None = "the customer is a chronic failer: ask them to fix the payment"
+        elif checkpoint.when == "entered":
+            why = f"the case is in lane {lane.value}"
+        elif checkpoint.when == "retries_exhausted":
+            why = "no retry is left on the ladder: the customer is asked instead"
+        elif checkpoint.when in ("failure", "every_failure"):
+            why = None  # the failure count is the case's
+        else:
+            assert checkpoint.after is not None
+            why = f"{format_duration(checkpoint.after)} after the first failure"
+        template, channel = checkpoint.template, checkpoint.channel
+        prepared.append(
+            (
                 rule,
-                f"checkpoint: {why}; send {checkpoint.template} by {checkpoint.channel}",
-                (("template", checkpoint.template), ("channel", checkpoint.channel)),
+                checkpoint,
+                None if checkpoint.when == "every_failure" else checkpoint.key(0),
+                None if why is None else _reason(why, template, channel),
+                (("template", template), ("channel", channel)),
             )
         )
-    return planned
+    if len(_CHECKPOINTS) >= 1024:
+        _CHECKPOINTS.clear()
+    _CHECKPOINTS[(lane, id(notices), id(extra))] = (notices, extra, tuple(prepared))
+    return tuple(prepared)
 
 
 def _asked_since_last_failure(
@@ -291,9 +357,3 @@ def _asked_since_last_failure(
         return True
     since = case.last_failure_at or case.opened_at
     return any(n.template == template and n.created_at >= since for n in case.notices)
-
-
-@lru_cache(maxsize=256)
-def _notice_rules(lane: Lane, count: int) -> tuple[str, ...]:
-    """The rule names of a lane's notice checkpoints (asked on every replan: built once)."""
-    return tuple(f"policy.lanes.{lane.value}.notices[{i}]" for i in range(count))

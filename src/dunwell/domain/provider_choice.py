@@ -23,10 +23,12 @@ from datetime import datetime
 from dunwell.domain.case import AttemptStatus, RecoveryCase
 from dunwell.domain.decision import Context, Explanation
 from dunwell.domain.lanes import Lane
+from dunwell.domain.records import direct_init
 
 REROUTE_LANES = frozenset({Lane.PROVIDER_ERROR, Lane.RETRY_SOON})
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class ProviderChoice:
     provider: str | None  # None: no candidate can charge at this time

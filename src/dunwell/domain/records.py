@@ -10,31 +10,40 @@ the changed ones gives an equal object, a few times faster. Anything else goes t
 `dataclasses.replace` itself.
 
 Like `replace`, a name that is not a field is a TypeError, and the original is not touched.
+
+`direct_init` does the same for construction: the `__init__` of a frozen dataclass sets
+every field through `object.__setattr__` (the frozen class's own `__setattr__` refuses), a
+generic lookup per field; the records built on every event (planned actions, explanations,
+the decision and its context) get one that stores through the slots' descriptors instead,
+with the same parameters and defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from operator import attrgetter
 from typing import Any, TypeVar
 
 R = TypeVar("R")
+C = TypeVar("C", bound=type)
 
 _Copier = Callable[[Any, dict[str, Any]], Any]
-_COPIERS: dict[type, _Copier] = {}  # per class; a class's fields never change
+# Per class and names of the changed fields, in the order given: a call site always changes
+# the same fields, so there are a few dozen. A class's fields never change.
+_COPIERS: dict[tuple[type, tuple[str, ...]], _Copier] = {}
 
 
 def evolve(record: R, /, **changes: Any) -> R:
     """A copy of `record` with `changes`, equal to `dataclasses.replace(record, **changes)`."""
-    copier = _COPIERS.get(type(record))
+    key = (type(record), tuple(changes))
+    copier = _COPIERS.get(key)
     if copier is None:
-        copier = _COPIERS[type(record)] = _copier_for(type(record))
+        copier = _COPIERS[key] = _copier_for(*key)
     new: R = copier(record, changes)
     return new
 
 
-def _copier_for(cls: type) -> _Copier:
+def _copier_for(cls: type, changed: tuple[str, ...]) -> _Copier:
     fields = dataclasses.fields(cls)
     plain = (
         "__slots__" in cls.__dict__
@@ -44,25 +53,23 @@ def _copier_for(cls: type) -> _Copier:
     )
     if not plain:
         return _by_replace
-    names = tuple(f.name for f in fields)
-    # The slots' descriptors store a value without the frozen class's `__setattr__` guard,
-    # as the generated `__init__` does with `object.__setattr__`.
-    setters = {name: cls.__dict__[name].__set__ for name in names}
-    in_order = tuple(setters.values())
-    read_all = attrgetter(*names) if len(names) > 1 else _one(names[0])
-    new_instance = object.__new__
-
-    def copy(record: Any, changes: dict[str, Any]) -> Any:
-        new: Any = new_instance(cls)
-        for set_field, value in zip(in_order, read_all(record), strict=True):
-            set_field(new, value)
-        for name, value in changes.items():
-            set_changed = setters.get(name)
-            if set_changed is None:
-                raise TypeError(f"{cls.__name__} has no field {name!r}")
-            set_changed(new, value)
-        return new
-
+    names = {f.name for f in fields}
+    for name in changed:
+        if name not in names:
+            raise TypeError(f"{cls.__name__} has no field {name!r}")
+    # One line per field, as `dataclasses` writes `__init__`, each value from the record or
+    # from the changes: straight-line code, no loop over the fields or the changes. The
+    # slots' descriptors store a value without the frozen class's `__setattr__` guard, as the
+    # generated `__init__` does with `object.__setattr__`.
+    scope: dict[str, Any] = {"new_instance": object.__new__, "cls": cls}
+    lines = ["def copy(record, changes):", "    new = new_instance(cls)"]
+    for i, f in enumerate(fields):
+        scope[f"set_{i}"] = cls.__dict__[f.name].__set__
+        value = f"changes[{f.name!r}]" if f.name in changed else f"record.{f.name}"
+        lines.append(f"    set_{i}(new, {value})")
+    lines.append("    return new")
+    exec("\n".join(lines) + "\n", scope)  # noqa: S102 - built here from the class's fields
+    copy: _Copier = scope["copy"]
     return copy
 
 
@@ -70,6 +77,37 @@ def _by_replace(record: Any, changes: dict[str, Any]) -> Any:
     return dataclasses.replace(record, **changes)
 
 
-def _one(name: str) -> Callable[[Any], tuple[Any]]:
-    read = attrgetter(name)
-    return lambda record: (read(record),)
+def direct_init(cls: C) -> C:
+    """Give a frozen, slotted dataclass (no `__post_init__`, every field in `__init__`, none
+    keyword-only) an `__init__` that stores the fields through the slots' descriptors, with
+    the generated one's parameters, defaults and default factories: an equal object, built
+    in about 60% of the time. Applied above `@dataclass(frozen=True, slots=True)`."""
+    fields = dataclasses.fields(cls)
+    if (
+        "__slots__" not in cls.__dict__
+        or hasattr(cls, "__post_init__")
+        or not all(f.init and not f.kw_only for f in fields)
+    ):
+        raise TypeError(f"direct_init: {cls.__name__} is not a plain frozen, slotted dataclass")
+    no_default = dataclasses.MISSING
+    scope: dict[str, Any] = {"no_default": no_default}
+    params, lines = ["self"], []
+    for i, f in enumerate(fields):
+        scope[f"set_{i}"] = cls.__dict__[f.name].__set__
+        if f.default is not no_default:
+            scope[f"default_{i}"] = f.default
+            params.append(f"{f.name}=default_{i}")
+        elif f.default_factory is not no_default:
+            scope[f"factory_{i}"] = f.default_factory
+            params.append(f"{f.name}=no_default")
+            lines.append(f"    if {f.name} is no_default:\n        {f.name} = factory_{i}()")
+        else:
+            params.append(f.name)
+        lines.append(f"    set_{i}(self, {f.name})")
+    source = f"def __init__({', '.join(params)}):\n" + "\n".join(lines or ["    pass"]) + "\n"
+    exec(source, scope)  # noqa: S102 - the source is built here from the class's fields
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    setattr(cls, "__init__", init)  # noqa: B010 - mypy refuses `cls.__init__ = ...`
+    return cls

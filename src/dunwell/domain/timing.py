@@ -18,10 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dunwell.domain.durations import format_duration
 from dunwell.domain.holiday_calendar import holiday_name, is_business_day, next_business_day
 from dunwell.domain.policy import Align, LanePolicy, Timing
+from dunwell.domain.records import direct_init
 
 UTC = ZoneInfo("UTC")
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class RetryTime:
     due_at: datetime
@@ -95,6 +97,16 @@ def into_local_hours(at: datetime, zone: ZoneInfo, hours: tuple[int, int]) -> da
     return local.astimezone(UTC)
 
 
+# Answers of `next_retry_at` (a pure function): every replan of a case asks the same question
+# until its next attempt, a few times over. Keyed by the policy rows' identity (hashing them
+# would cost more than it saves); each entry keeps its rows, so no other object can take
+# their ids while it is here. The opening time's zone and fold are part of the key: equal
+# times in other zones give answers in other zones. Bounded: emptied when full.
+_RetryKey = tuple[datetime, object, int, int, int, int, str | None, str, str | None]
+_RETRY_TIMES: dict[_RetryKey, tuple[LanePolicy, Timing, RetryTime | None]] = {}
+_RETRY_TIMES_LIMIT = 65536
+
+
 def next_retry_at(
     opened_at: datetime,
     attempts_made: int,
@@ -105,6 +117,38 @@ def next_retry_at(
     country: str | None = None,
 ) -> RetryTime | None:
     """The policy's time for retry number `attempts_made + 1`, or None when none is left."""
+    key = (
+        opened_at,
+        opened_at.tzinfo,
+        opened_at.fold,
+        attempts_made,
+        id(lane_policy),
+        id(timing),
+        timezone,
+        lane_name,
+        country,
+    )
+    found = _RETRY_TIMES.get(key)
+    if found is not None and found[0] is lane_policy and found[1] is timing:
+        return found[2]
+    answer = _next_retry_at(
+        opened_at, attempts_made, lane_policy, timing, timezone, lane_name, country
+    )
+    if len(_RETRY_TIMES) >= _RETRY_TIMES_LIMIT:
+        _RETRY_TIMES.clear()
+    _RETRY_TIMES[key] = (lane_policy, timing, answer)
+    return answer
+
+
+def _next_retry_at(
+    opened_at: datetime,
+    attempts_made: int,
+    lane_policy: LanePolicy,
+    timing: Timing,
+    timezone: str | None,
+    lane_name: str,
+    country: str | None,
+) -> RetryTime | None:
     n = attempts_made
     if n >= lane_policy.max_attempts or n >= len(lane_policy.retries):
         return None

@@ -38,6 +38,7 @@ from dunwell.engine.clock import Clock
 from dunwell.engine.effects_codec import effect_to_dict
 from dunwell.engine.metrics import Metrics
 from dunwell.providers.circuit import CircuitBreaker
+from dunwell.providers.taxonomy import builtin_taxonomy
 from dunwell.store.tenant_cache import TenantCache, TenantProfile
 from dunwell.store.unit_of_work import UnitOfWork, Units
 
@@ -236,6 +237,8 @@ class Ingest:
             ledger=uow.ledger.load(tenant_id, credentials, now),
             limits=limits,
             invoice_paid_at=paid_at,
+            # Context's default, passed here: the default factory imports it on every call.
+            taxonomy=builtin_taxonomy(),
             routing=routing,
             paused_providers=self.breaker.paused(now),
             scorer=self.scorer,

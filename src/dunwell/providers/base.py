@@ -10,8 +10,10 @@ from typing import Protocol
 
 from dunwell.domain.decision import Charge
 from dunwell.domain.events import DeclineReport
+from dunwell.domain.records import direct_init
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class ChargeResult:
     approved: bool

@@ -35,7 +35,9 @@ class CircuitBreaker:
 
     def allow(self, provider: str, now: datetime) -> bool:
         with self._lock:
-            state = self._states.setdefault(provider, _State())
+            state = self._states.get(provider)
+            if state is None:  # not `setdefault`: it would build a state on every call
+                state = self._states[provider] = _State()
             if state.open_until is None:
                 return True
             if now < state.open_until or state.probing:
@@ -45,10 +47,14 @@ class CircuitBreaker:
 
     def record(self, provider: str, ok: bool, now: datetime) -> None:
         with self._lock:
-            state = self._states.setdefault(provider, _State())
+            state = self._states.get(provider)
             if ok:
-                self._states[provider] = _State()
+                # A success closes the circuit: a fresh state, unless it is one already.
+                if state is None or state.failures or state.open_until is not None or state.probing:
+                    self._states[provider] = _State()
                 return
+            if state is None:
+                state = self._states[provider] = _State()
             state.failures.append(now)
             while state.failures and state.failures[0] <= now - self.window:
                 state.failures.popleft()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from dunwell.domain.records import direct_init
+
 
 class Kind(StrEnum):
     INITIAL_FAILURE = "initial_failure"  # the decline that opened the case (not dunwell's)
@@ -26,6 +28,7 @@ class Outcome(StrEnum):
     ERROR = "error"  # the provider failed before the network saw the charge
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     at: datetime

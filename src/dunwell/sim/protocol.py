@@ -26,8 +26,10 @@ from typing import Protocol, runtime_checkable
 
 from dunwell.domain.events import DeclineReport, ExternalEvent, PaymentMethod
 from dunwell.domain.money import Money
+from dunwell.domain.records import direct_init
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class ChargeRequest:
     """One charge as dunwell sends it to a provider."""
@@ -47,6 +49,7 @@ class ChargeStatus(StrEnum):
     ERROR = "error"  # the provider failed before the network saw the charge
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class ChargeOutcome:
     status: ChargeStatus
@@ -69,6 +72,7 @@ class ChargeOutcome:
         return cls(ChargeStatus.ERROR, detail=detail)
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class NoticeRequest:
     """One notice as dunwell sends it to a channel: no more than a real channel is given."""
@@ -81,6 +85,7 @@ class NoticeRequest:
     amount: Money
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class NoticeOutcome:
     delivered: bool

@@ -14,6 +14,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from dunwell.domain.case import PlannedAction, RecoveryCase
 from dunwell.domain.history import CustomerSignal, PastCase, SignalKind, past_outcome
 from dunwell.domain.ledger import LEDGER_HORIZON, AttemptLedger, LedgerEntry
+from dunwell.domain.records import direct_init
 from dunwell.store.codec import case_from_dict, case_to_dict
 from dunwell.store.tables import (
     ActionRow,
@@ -310,6 +311,7 @@ class Scheduled(Protocol):
     def reason(self) -> str: ...
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class PlanDiff:
     """What it takes to make a case's scheduled rows match its plan (every store applies it)."""
@@ -694,6 +696,7 @@ class InvoiceRepository:
             )
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class EventRecord:
     outcome: str
