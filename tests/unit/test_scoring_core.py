@@ -19,6 +19,7 @@ from dunwell.domain.events import (
     PaymentMethod,
     Subscription,
 )
+from dunwell.domain.lanes import Lane
 from dunwell.domain.money import Money
 from dunwell.domain.policy import Align, Policy, PolicyError, parse_policy
 from dunwell.domain.scoring import (
@@ -355,6 +356,45 @@ def test_the_higher_of_the_two_bars_applies() -> None:
     assert not [a for a in decision.case.plan if a.type is ActionType.RETRY]
     why = [e.text for e in decision.explanations if "learned_min_value_minor" in e.rule]
     assert why and "below the bar of 1000 minor units" in why[0]
+
+
+def test_a_lanes_own_share_replaces_the_policys_for_that_lane() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.02 x 49,900 = 998
+    scorer = TableScorer(lambda f: 0.02, per_attempt={"EUR": 4000})
+    half = _with_bars(share=0.5)  # the policy's bar: 2,000, so no charge (test above)
+    funds = Lane.RETRY_AFTER_FUNDS
+    lanes = {**half.lanes, funds: replace(half.lane(funds), learned_min_value_share=0.2)}
+    decision = decide(
+        None, valuable, replace(half, lanes=lanes), opened, Context("t", scorer=scorer)
+    )
+    assert decision.case is not None and decision.case.lane is funds
+    retries = [a for a in decision.case.plan if a.type is ActionType.RETRY]
+    assert retries  # the lane's bar: 0.2 x 4,000 = 800 <= 998
+    # With nothing worth it even at the lane's bar, the skip names the lane's own rule.
+    dear = {**half.lanes, funds: replace(half.lane(funds), learned_min_value_share=0.3)}
+    skipped = decide(None, valuable, replace(half, lanes=dear), opened, Context("t", scorer=scorer))
+    rules = [e.rule for e in skipped.explanations if "learned_min_value_share" in e.rule]
+    assert rules and rules[0].endswith("+ policy.lanes.retry_after_funds.learned_min_value_share")
+
+
+@pytest.mark.parametrize(
+    ("lane", "problem"),
+    [
+        ({"align": "learned", "learned_min_value_share": 11}, "expected a number from 0 to"),
+        ({"align": "learned", "learned_min_value_share": "x"}, "expected a number from 0 to"),
+        ({"align": "payday", "learned_min_value_share": 0.3}, "only a lane with align: learned"),
+    ],
+)
+def test_a_lanes_share_is_validated(lane: dict[str, object], problem: str) -> None:
+    data = {
+        "name": "x",
+        "lanes": {"retry_soon": {"retries": ["1d"], "end": {"after": "10d"}, **lane}},
+    }
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(data)
+    problems = "\n".join(caught.value.problems)
+    assert f"lanes.retry_soon.learned_min_value_share: {problem}" in problems
 
 
 @pytest.mark.parametrize("share", [-0.1, 10.5, "half", True])

@@ -91,6 +91,9 @@ class LanePolicy:
     access: tuple[AccessStep, ...]
     end_after: timedelta
     end_outcome: EndOutcome
+    # align: learned. This lane's own `timing.learned_min_value_share` (None: the policy's):
+    # a charge after a payday is worth more than one more try with a reluctant issuer.
+    learned_min_value_share: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,7 +487,11 @@ def _chronic(r: _Reader, raw: Any) -> Chronic | None:
 
 def _lane(r: _Reader, path: str, lane: Lane, raw: Any) -> LanePolicy | None:
     data = r.mapping(path, raw)
-    r.unknown_keys(path, data, {"retries", "max_attempts", "align", "notices", "access", "end"})
+    r.unknown_keys(
+        path,
+        data,
+        {"retries", "max_attempts", "align", "notices", "access", "end", "learned_min_value_share"},
+    )
     retries = [
         r.duration(f"{path}.retries[{i}]", v)
         for i, v in enumerate(r.sequence(f"{path}.retries", data.get("retries")))
@@ -505,6 +512,18 @@ def _lane(r: _Reader, path: str, lane: Lane, raw: Any) -> LanePolicy | None:
         align = Align.NONE
     if align is Align.LEARNED and lane in NEVER_RETRY_LANES:
         r.fail(f"{path}.align", f"lane {lane.value} is never retried: nothing to time")
+    share = data.get("learned_min_value_share")
+    if share is not None:
+        if align is not Align.LEARNED:
+            r.fail(f"{path}.learned_min_value_share", "only a lane with align: learned has one")
+            share = None
+        elif type(share) not in (int, float) or not 0 <= share <= MAX_VALUE_SHARE:
+            r.fail(
+                f"{path}.learned_min_value_share",
+                f"expected a number from 0 to {MAX_VALUE_SHARE} (a share of what an attempt "
+                "recovered on average in the model's history)",
+            )
+            share = None
     notices = tuple(
         c
         for i, item in enumerate(r.sequence(f"{path}.notices", data.get("notices")))
@@ -531,7 +550,16 @@ def _lane(r: _Reader, path: str, lane: Lane, raw: Any) -> LanePolicy | None:
                 r.fail(f"{path}.retries[{i}]", "falls at or after the end of the case")
     if end_after is None:
         return None
-    return LanePolicy(offsets, max_attempts, align, notices, access, end_after, outcome)
+    return LanePolicy(
+        offsets,
+        max_attempts,
+        align,
+        notices,
+        access,
+        end_after,
+        outcome,
+        None if share is None else float(share),
+    )
 
 
 def _checkpoint(r: _Reader, path: str, raw: Any) -> Checkpoint | None:

@@ -247,6 +247,14 @@ def _since(opened_at: datetime, at: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class LaneShare:
+    """A lane's own value share (None: the policy's), and the lane's name for the rule."""
+
+    name: str
+    share: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ValueBar:
     """The expected recovery (probability x amount) a window must reach, and why that much."""
 
@@ -255,16 +263,21 @@ class ValueBar:
     why: str
 
 
-def value_bar(timing: Timing, scorer: RetryScorer, currency: str) -> ValueBar:
+def value_bar(
+    timing: Timing, scorer: RetryScorer, currency: str, lane: LaneShare | None = None
+) -> ValueBar:
     """The higher of the policy's absolute bar (`learned_min_value_minor`) and its relative
     one (`learned_min_value_share` x what an attempt recovered on average in the model's
-    history, in the case's currency). The relative bar follows the merchant's prices and the
-    model's level: the same policy spends about as many attempts per case for a shop of
-    USD 5 plans as for one of USD 500 plans, and after a retraining that moved every
-    probability. Without history in the currency, only the absolute bar applies."""
+    history, in the case's currency; a lane's own share, `lane`, replaces the policy's).
+    The relative bar follows the merchant's prices and the model's level: the same policy
+    spends about as many attempts per case for a shop of USD 5 plans as for one of USD 500
+    plans, and after a retraining that moved every probability. Without history in the
+    currency, only the absolute bar applies."""
     minor = timing.learned_min_value_minor
     bar = ValueBar(minor, "timing.learned_min_value_minor", f"{minor} minor units")
-    share = timing.learned_min_value_share
+    share, share_rule = timing.learned_min_value_share, "timing.learned_min_value_share"
+    if lane is not None and lane.share is not None:
+        share, share_rule = lane.share, f"policy.lanes.{lane.name}.learned_min_value_share"
     if share <= 0:
         return bar
     per_attempt = scorer.value_per_attempt(currency)
@@ -275,7 +288,7 @@ def value_bar(timing: Timing, scorer: RetryScorer, currency: str) -> ValueBar:
         return bar
     return ValueBar(
         relative,
-        "timing.learned_min_value_share",
+        share_rule,
         f"{relative} minor units ({share:g} x the {per_attempt} {currency} minor units an "
         "attempt recovered on average in the model's history)",
     )
@@ -319,7 +332,8 @@ def learned_retry_at(
     if n + 1 < len(lane_policy.retries):  # never past the next retry's own offset
         latest = min(latest, max(case.opened_at + lane_policy.retries[n + 1], earliest))
     amount = case.amount.amount_minor
-    bar = value_bar(timing, scorer, case.amount.currency)
+    lane_share = LaneShare(case.lane.value, lane_policy.learned_min_value_share)
+    bar = value_bar(timing, scorer, case.amount.currency, lane_share)
     rule = f"policy.lanes.{case.lane.value}.retries[{n}] + model {scorer.version}"
     skipped: list[Choice] = []
     while earliest <= end:
