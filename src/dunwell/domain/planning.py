@@ -14,6 +14,7 @@ from dunwell.domain.decision import Context, Explanation
 from dunwell.domain.durations import format_duration
 from dunwell.domain.guardrails import check_attempt
 from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
+from dunwell.domain.memo import IdentityMemo
 from dunwell.domain.policy import AccessStep, Checkpoint, EndOutcome, LanePolicy, Policy
 from dunwell.domain.provider_choice import choose_provider
 from dunwell.domain.records import evolve
@@ -63,23 +64,28 @@ def replan(
 _PLAN_ORDER = attrgetter("due_at", "key")
 
 # The texts of the access and end actions depend on the lane's policy row and the grace, not
-# on the case: formatted once per lane, policy row, grace and segment, not on every replan
-# (nor looked up by hashing the policy's rows: keyed by the row's identity; each entry keeps
-# its row, so no other object can take its id). Bounded: emptied when full.
+# on the case: formatted once per lane, policy row, grace and segment, not on every replan.
 _Params = tuple[tuple[str, str], ...]
 _AccessStep = tuple[timedelta, int, str, str, str, _Params]  # after, rank, key, rule, reason
 _LaneTexts = tuple[tuple[_AccessStep, ...], tuple[str, str, _Params]]
-_LANE_TEXTS: dict[tuple[Lane, int, timedelta, str | None], tuple[LanePolicy, _LaneTexts]] = {}
+_LANE_TEXTS: IdentityMemo[_LaneTexts] = IdentityMemo(1024)
 
 
 def _lane_texts(
     lane: Lane, lane_policy: LanePolicy, extension: timedelta, segment: str | None
 ) -> _LaneTexts:
     """The access steps (after, rank, key, rule, reason, params) and the end's texts."""
-    key = (lane, id(lane_policy), extension, segment if extension else None)
-    found = _LANE_TEXTS.get(key)
-    if found is not None and found[0] is lane_policy:
-        return found[1]
+    if not extension:
+        segment = None  # named only in the grace text
+    key = (lane, id(lane_policy), extension, segment)
+    return _LANE_TEXTS.get(
+        key, (lane_policy,), lambda: _format_lane_texts(lane, lane_policy, extension, segment)
+    )
+
+
+def _format_lane_texts(
+    lane: Lane, lane_policy: LanePolicy, extension: timedelta, segment: str | None
+) -> _LaneTexts:
     grace = ""
     if extension:
         grace = f" + {format_duration(extension)} grace for segment {segment}"
@@ -87,11 +93,7 @@ def _lane_texts(
         (step.after, step.level.rank, *_access_texts(lane, step, grace))
         for step in lane_policy.access
     )
-    texts = (steps, _end_texts(lane, lane_policy.end_outcome, lane_policy.end_after, grace))
-    if len(_LANE_TEXTS) >= 1024:
-        _LANE_TEXTS.clear()
-    _LANE_TEXTS[key] = (lane_policy, texts)
-    return texts
+    return steps, _end_texts(lane, lane_policy.end_outcome, lane_policy.end_after, grace)
 
 
 def _access_texts(lane: Lane, step: AccessStep, grace: str) -> tuple[str, str, str, _Params]:
@@ -299,20 +301,24 @@ def _reason(why: str, template: str, channel: str) -> str:
 # A lane's notice checkpoints as every replan reads them: in order (the end of the ladder
 # last: it only asks what the other checkpoints have not just asked), with their rule names,
 # and the keys and reasons that do not depend on the case (all but a failure count's)
-# formatted once. Keyed by the identity of the policy's checkpoints (hashing them would cost
-# more than it saves); each entry keeps them, so no other object can take their ids.
+# formatted once per lane and checkpoints.
 _Prepared = tuple[tuple[str, Checkpoint, str | None, str | None, tuple[tuple[str, str], ...]], ...]
-_CHECKPOINTS: dict[
-    tuple[Lane, int, int], tuple[tuple[Checkpoint, ...], Checkpoint | None, _Prepared]
-] = {}
+_CHECKPOINTS: IdentityMemo[_Prepared] = IdentityMemo(1024)
 
 
 def _checkpoints(
     lane: Lane, notices: tuple[Checkpoint, ...], extra: Checkpoint | None
 ) -> _Prepared:
-    found = _CHECKPOINTS.get((lane, id(notices), id(extra)))
-    if found is not None and found[0] is notices and found[1] is extra:
-        return found[2]
+    return _CHECKPOINTS.get(
+        (lane, id(notices), id(extra)),
+        (notices, extra),
+        lambda: _prepare_checkpoints(lane, notices, extra),
+    )
+
+
+def _prepare_checkpoints(
+    lane: Lane, notices: tuple[Checkpoint, ...], extra: Checkpoint | None
+) -> _Prepared:
     rules = [f"policy.lanes.{lane.value}.notices[{i}]" for i in range(len(notices))]
     checkpoints = list(zip(rules, notices, strict=True))
     if extra is not None:
@@ -341,9 +347,6 @@ def _checkpoints(
                 (("template", template), ("channel", channel)),
             )
         )
-    if len(_CHECKPOINTS) >= 1024:
-        _CHECKPOINTS.clear()
-    _CHECKPOINTS[(lane, id(notices), id(extra))] = (notices, extra, tuple(prepared))
     return tuple(prepared)
 
 

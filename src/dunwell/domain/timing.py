@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dunwell.domain.durations import format_duration
 from dunwell.domain.holiday_calendar import holiday_name, is_business_day, next_business_day
+from dunwell.domain.memo import IdentityMemo
 from dunwell.domain.policy import Align, LanePolicy, Timing
 from dunwell.domain.records import direct_init
 
@@ -76,13 +77,14 @@ COUNTRY_PAYDAYS = {
 def likely_paydays(start: date, end: date, country: str | None = None) -> list[date]:
     """Likely paydays in [start, end]: the 1st, the 15th, the last business day, and the
     country's own usual payday where `COUNTRY_PAYDAYS` knows one."""
-    own = COUNTRY_PAYDAYS.get((country or "").upper())
+    where = (country or "").upper()
+    own = COUNTRY_PAYDAYS.get(where)
     days: set[date] = set()
     year, month = start.year, start.month
     while date(year, month, 1) <= end:
         days |= {date(year, month, 1), date(year, month, 15), last_business_day(year, month)}
         if own is not None:
-            days.add(own((country or "").upper(), year, month))
+            days.add(own(where, year, month))
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return sorted(d for d in days if start <= d <= end)
 
@@ -97,14 +99,10 @@ def into_local_hours(at: datetime, zone: ZoneInfo, hours: tuple[int, int]) -> da
     return local.astimezone(UTC)
 
 
-# Answers of `next_retry_at` (a pure function): every replan of a case asks the same question
-# until its next attempt, a few times over. Keyed by the policy rows' identity (hashing them
-# would cost more than it saves); each entry keeps its rows, so no other object can take
-# their ids while it is here. The opening time's zone and fold are part of the key: equal
-# times in other zones give answers in other zones. Bounded: emptied when full.
-_RetryKey = tuple[datetime, object, int, int, int, int, str | None, str, str | None]
-_RETRY_TIMES: dict[_RetryKey, tuple[LanePolicy, Timing, RetryTime | None]] = {}
-_RETRY_TIMES_LIMIT = 65536
+# `next_retry_at` is pure, and every replan of a case asks it again until the next attempt.
+# The opening time's zone and fold are part of the key: equal times in other zones give
+# answers in other zones.
+_RETRY_TIMES: IdentityMemo[RetryTime | None] = IdentityMemo(65536)
 
 
 def next_retry_at(
@@ -128,16 +126,13 @@ def next_retry_at(
         lane_name,
         country,
     )
-    found = _RETRY_TIMES.get(key)
-    if found is not None and found[0] is lane_policy and found[1] is timing:
-        return found[2]
-    answer = _next_retry_at(
-        opened_at, attempts_made, lane_policy, timing, timezone, lane_name, country
+    return _RETRY_TIMES.get(
+        key,
+        (lane_policy, timing),
+        lambda: _next_retry_at(
+            opened_at, attempts_made, lane_policy, timing, timezone, lane_name, country
+        ),
     )
-    if len(_RETRY_TIMES) >= _RETRY_TIMES_LIMIT:
-        _RETRY_TIMES.clear()
-    _RETRY_TIMES[key] = (lane_policy, timing, answer)
-    return answer
 
 
 def _next_retry_at(

@@ -139,7 +139,7 @@ def _read_parquet(path: Path) -> tuple[list[HistoryRow], list[BadRow]]:
     number = 0
     try:
         for batch in source.iter_batches(batch_size=8192, columns=columns):
-            for record in _microseconds(batch, pa).to_pylist():
+            for record in _microseconds(batch).to_pylist():
                 number += 1
                 clean = {name: _text(value) for name, value in record.items()}
                 try:
@@ -152,9 +152,11 @@ def _read_parquet(path: Path) -> tuple[list[HistoryRow], list[BadRow]]:
     return rows, bad
 
 
-def _microseconds(batch: Any, pa: Any) -> Any:
+def _microseconds(batch: Any) -> Any:
     """Nanosecond timestamps (what pandas writes) as microseconds: Python's datetime holds
     no nanoseconds, and a charge time needs none."""
+    import pyarrow as pa
+
     for index, field in enumerate(batch.schema):
         kind = field.type
         if pa.types.is_timestamp(kind) and kind.unit == "ns":
@@ -167,7 +169,7 @@ def _text(value: object) -> str:
     """A Parquet value as the text a CSV cell would hold, so both pass the same checks."""
     if value is None:
         return ""
-    if isinstance(value, datetime | date):
+    if isinstance(value, date):  # a datetime is a date too
         return value.isoformat()  # a naive timestamp reads back without an offset: refused
     return str(value).strip()
 
