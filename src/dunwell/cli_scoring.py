@@ -276,6 +276,15 @@ def _show(manifest: dict[str, Any]) -> None:
             "recovered per attempt in this history "
             f"(the base of timing.learned_min_value_share): {amounts}"
         )
+    depth = manifest.get("depth") or {}  # the same
+    beyond = [
+        f"{lane}: x{d['decay_per_attempt_beyond']:.2f} per attempt beyond attempt "
+        f"{d['deepest_attempt']}"
+        for lane, d in depth.items()
+        if d["decay_per_attempt_beyond"] < 1
+    ]
+    if beyond:
+        out.print("deeper than this history (probabilities scaled down): " + "; ".join(beyond))
     calibration = Table(title="calibration (validation)")
     for column in ("predicted p", "rows", "mean predicted", "observed"):
         calibration.add_column(column, justify="right")

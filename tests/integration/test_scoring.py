@@ -268,6 +268,69 @@ def test_a_model_keeps_what_an_attempt_recovered_on_average_per_currency(
     assert live.value_per_attempt("USD") == expected["USD"]
 
 
+def _falling_history(path: Path) -> None:
+    """300 issuer declines, each retried until approved or three times: 40% pass at the first
+    retry, 20% of the rest at the second, 14 of the last 144 at the third."""
+    approved_at = {1: range(0, 120), 2: range(120, 156), 3: range(156, 170)}
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for i in range(300):
+            failed = T0 + timedelta(hours=7 * i)
+            for n in range(1, 4):
+                ok = i in approved_at[n]
+                writer.writerow(
+                    {
+                        "case_id": f"in_{i}",
+                        "first_failed_at": failed.isoformat(),
+                        "attempted_at": (failed + timedelta(days=2 * n)).isoformat(),
+                        "attempt_number": n,
+                        "outcome": "approved" if ok else "declined",
+                        "amount_minor": 1999,
+                        "currency": "USD",
+                        "decline_code": "do_not_honor",
+                        "card_brand": "visa",
+                        "country": "US",
+                        "timezone": "UTC",
+                        "segment": "consumer",
+                    }
+                )
+                if ok:
+                    break
+
+
+def test_attempts_deeper_than_the_history_are_scaled_by_the_last_fall_it_shows(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "past.csv"
+    _falling_history(source)
+    rows, bad = read_history(source)
+    assert not bad
+    store = ModelStore(tmp_path / "models")
+    version = store.save(*train(rows))
+    decay = round((14 / 144) / (36 / 180), 4)  # the third retry's rate over the second's
+    depth = store.manifest(version)["depth"]
+    assert depth == {"retry_soon": {"deepest_attempt": 3, "decay_per_attempt_beyond": decay}}
+    scorer = store.load(version)
+    last = history_features(rows)[-1]
+    p = {n: scorer.score([replace(last, attempt_number=n)])[0] for n in (3, 4, 6)}
+    # The trees answer attempt 3's probability for any deeper one; dunwell scales it down.
+    assert p[4] == pytest.approx(p[3] * decay, abs=1e-4)
+    assert p[6] == pytest.approx(p[3] * decay**3, abs=1e-4)
+    assert scorer.depth_note("retry_soon", 3) is None
+    assert scorer.depth_note("retry_soon", 5) == (
+        f"attempt 5 is deeper than the history's 3: x{decay:.2f} per attempt beyond"
+    )
+    assert scorer.depth_note("retry_after_funds", 5) is None  # no history in that lane
+    assert NewestModel(tmp_path / "models").depth_note("retry_soon", 4) is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUNWELL_")}
+    env["DUNWELL_MODEL_DIR"] = str(tmp_path / "models")
+    shown = subprocess.run(
+        [DUNWELL, "scoring", "show"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert f"retry_soon: x{decay:.2f} per attempt beyond attempt 3" in shown.stdout
+
+
 def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "past.csv"
     _history(source, cases=100)

@@ -48,6 +48,7 @@ class TableScorer:
     calls: int = 0
 
     per_attempt: dict[str, int] = field(default_factory=dict)
+    note: str | None = None  # what `depth_note` says (None: the attempt is within history)
 
     def score(self, features: Sequence[RetryFeatures]) -> list[float]:
         self.calls += 1
@@ -55,6 +56,9 @@ class TableScorer:
 
     def value_per_attempt(self, currency: str) -> int | None:
         return self.per_attempt.get(currency)
+
+    def depth_note(self, lane: str, attempt_number: int) -> str | None:
+        return None if self.note is None else f"{self.note} ({lane}, attempt {attempt_number})"
 
 
 def test_features_are_what_a_deployment_sees_in_the_customers_local_time() -> None:
@@ -224,6 +228,17 @@ def test_the_learned_lane_retries_at_the_models_best_hour_and_says_why() -> None
     assert "p=0.60 at 10:00 Europe/Berlin" in retry.reason
     assert "vs 0.05 now" in retry.reason
     assert "model test-1" in retry.rule
+
+
+def test_a_retry_deeper_than_the_models_history_says_so() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+    within = TableScorer(lambda f: 0.3)
+    plain = decide(None, _failed(opened), SMART, opened, Context("t", scorer=within))
+    assert "deeper" not in _retry(plain.case).reason
+    scorer = TableScorer(lambda f: 0.3, note="deeper than the history")
+    decision = decide(None, _failed(opened), SMART, opened, Context("t", scorer=scorer))
+    reason = _retry(decision.case).reason
+    assert reason.endswith("; deeper than the history (retry_after_funds, attempt 1)")
 
 
 def test_cold_start_falls_back_to_the_payday_rule() -> None:

@@ -159,6 +159,11 @@ class RetryScorer(Protocol):
         minor units of `currency`; None when that history has no attempt in it."""
         ...
 
+    def depth_note(self, lane: str, attempt_number: int) -> str | None:
+        """Why a probability was scaled down for an attempt deeper than the history shows
+        (None when it was not), for the retry's explanation."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Choice:
@@ -378,6 +383,9 @@ def learned_retry_at(
     )
     if choice.probability < choice.best_probability:
         reason += f" (best {choice.best_probability:.2f}, later)"
+    depth = scorer.depth_note(case.lane.value, n + 1)
+    if depth is not None:
+        reason += f"; {depth}"
     if skipped:
         reason += (
             f"; {len(skipped)} earlier window(s) skipped as not worth a charge (the bar: {bar.why})"

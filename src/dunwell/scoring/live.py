@@ -73,3 +73,7 @@ class NewestModel:
     def value_per_attempt(self, currency: str) -> int | None:
         model = self.current()
         return None if model is None else model.value_per_attempt(currency)
+
+    def depth_note(self, lane: str, attempt_number: int) -> str | None:
+        model = self.current()
+        return None if model is None else model.depth_note(lane, attempt_number)

@@ -30,6 +30,9 @@ MAX_CATEGORIES = 200  # per categorical feature; rarer values count as unknown
 VALIDATION_SHARE = 0.25
 SEED = 0
 MEMO_LIMIT = 500_000
+# An attempt number counts as seen in the history from this many rows of its lane on; the
+# decay beyond the deepest seen one is learned from the last two seen (`depth_decay`).
+MIN_DEPTH_ROWS = 30
 
 
 class NotEnoughHistory(ValueError):
@@ -83,6 +86,9 @@ class LearnedScorer:
     # Minor units an attempt recovered on average in the training history, per currency:
     # what a policy's relative value bar (`timing.learned_min_value_share`) is a share of.
     recovered_per_attempt: dict[str, int] = field(default_factory=dict)
+    # Per lane: the deepest attempt number the history has enough rows of, and the factor
+    # a probability is multiplied by for each attempt beyond it (`depth_decay`).
+    depth: dict[str, Depth] = field(default_factory=dict)
     _memo: dict[RetryFeatures, float] = field(default_factory=dict, repr=False, compare=False)
 
     def score(self, features: Sequence[RetryFeatures]) -> list[float]:
@@ -93,8 +99,26 @@ class LearnedScorer:
             if len(self._memo) > MEMO_LIMIT:
                 self._memo.clear()
             for f, p in zip(missing, probabilities, strict=True):
-                self._memo[f] = round(float(p), 4)
+                self._memo[f] = round(float(p) * self.beyond_history(f.lane, f.attempt_number), 4)
         return [self._memo[f] for f in features]
+
+    def beyond_history(self, lane: str, attempt_number: int) -> float:
+        """The factor for an attempt deeper than the history shows (1.0 within it): trees
+        answer the deepest seen attempt's probability for any deeper one, but every failed
+        attempt says a little more that this issuer will not approve this card."""
+        depth = self.depth.get(lane)
+        if depth is None or attempt_number <= depth.deepest:
+            return 1.0
+        return float(depth.decay ** (attempt_number - depth.deepest))
+
+    def depth_note(self, lane: str, attempt_number: int) -> str | None:
+        depth = self.depth.get(lane)
+        if depth is None or attempt_number <= depth.deepest or depth.decay >= 1.0:
+            return None
+        return (
+            f"attempt {attempt_number} is deeper than the history's {depth.deepest}: "
+            f"x{depth.decay:.2f} per attempt beyond"
+        )
 
     def value_per_attempt(self, currency: str) -> int | None:
         return self.recovered_per_attempt.get(currency.upper())
@@ -106,11 +130,13 @@ class LearnedScorer:
             "encoder": self.encoder,
             "classifier": self.classifier,
             "recovered_per_attempt": self.recovered_per_attempt,
+            "depth": self.depth,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("recovered_per_attempt", {})  # a model saved before it was kept
+        self.__dict__.setdefault("depth", {})  # the same: no decay beyond the history
         self._memo = {}
 
 
@@ -125,6 +151,43 @@ def recovered_per_attempt(rows: Sequence[HistoryRow]) -> dict[str, int]:
         total[0] += row.amount_minor if row.approved else 0
         total[1] += 1
     return {currency: round(s / n) for currency, (s, n) in sorted(totals.items())}
+
+
+@dataclass(frozen=True)
+class Depth:
+    deepest: int
+    decay: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deepest_attempt": self.deepest, "decay_per_attempt_beyond": self.decay}
+
+
+def depth_decay(rows: Sequence[HistoryRow]) -> dict[str, Depth]:
+    """Per lane, the deepest attempt number with `MIN_DEPTH_ROWS` rows, and how the success
+    rate fell from the attempt before it to it (capped at 1: never a rise).
+
+    The customers still failing at attempt k are the ones least likely to pay at k+1 (their
+    issuer approves less, their money is further away), so the rate keeps falling with depth;
+    the last step the history shows is the best estimate of the next ones. A lane with one
+    seen attempt number, or none approved at the one before, learns nothing (factor 1)."""
+    counts: dict[tuple[str, int], list[int]] = {}
+    for row in rows:
+        count = counts.setdefault((row.lane, row.attempt_number), [0, 0])
+        count[0] += 1
+        count[1] += 1 if row.approved else 0
+    out: dict[str, Depth] = {}
+    for lane in sorted({lane for lane, _ in counts}):
+        seen = [k for (name, k), (n, _) in counts.items() if name == lane and n >= MIN_DEPTH_ROWS]
+        if not seen:
+            continue
+        deepest = max(seen)
+        decay = 1.0
+        if deepest - 1 in seen:
+            before, last = counts[(lane, deepest - 1)], counts[(lane, deepest)]
+            if before[1] > 0:
+                decay = min(1.0, round((last[1] / last[0]) / (before[1] / before[0]), 4))
+        out[lane] = Depth(deepest, decay)
+    return out
 
 
 def _classifier() -> HistGradientBoostingClassifier:
@@ -208,6 +271,7 @@ def _train(
     final = _classifier()
     final.fit(encoder.matrix(features), labels)
     per_attempt = recovered_per_attempt(rows)
+    depth = depth_decay(rows)
     manifest = {
         "version": version,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -222,9 +286,10 @@ def _train(
         "params": {k: v for k, v in final.get_params().items() if k != "categorical_features"},
         "library": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         "recovered_per_attempt_minor": per_attempt,
+        "depth": {lane: d.as_dict() for lane, d in depth.items()},
         "validation": validation,
     }
-    return LearnedScorer(version, len(rows), encoder, final, per_attempt), manifest
+    return LearnedScorer(version, len(rows), encoder, final, per_attempt, depth), manifest
 
 
 def calibration_bins(
