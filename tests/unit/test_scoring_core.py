@@ -308,10 +308,12 @@ def test_learned_align_is_validated() -> None:
 
 
 def _with_bars(minor: int = 0, share: float = 0.0) -> Policy:
-    """`smart` with the value bars given (whatever the shipped file says)."""
+    """`smart` with the value bars given (whatever the shipped file says), and no lane with
+    a share of its own."""
     return replace(
         SMART,
         timing=replace(SMART.timing, learned_min_value_minor=minor, learned_min_value_share=share),
+        lanes={k: replace(v, learned_min_value_share=None) for k, v in SMART.lanes.items()},
     )
 
 
