@@ -331,6 +331,23 @@ def test_attempts_deeper_than_the_history_are_scaled_by_the_last_fall_it_shows(
     assert f"retry_soon: x{decay:.2f} per attempt beyond attempt 3" in shown.stdout
 
 
+def test_a_full_memo_still_answers_every_row_it_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long-running service fills the memo: the call that empties it must still answer the
+    # rows it had found there a moment before (it used to raise KeyError for them).
+    source = tmp_path / "past.csv"
+    _history(source, cases=100)
+    rows, _ = read_history(source)
+    scorer, _ = train(rows)
+    features = history_features(rows)
+    first = scorer.score(features[:3])
+    monkeypatch.setattr("dunwell.scoring.model.MEMO_LIMIT", 2)
+    again = scorer.score([*features[:3], features[3]])  # three remembered, one new
+    assert again[:3] == first
+    assert len(again) == 4
+
+
 def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "past.csv"
     _history(source, cases=100)

@@ -92,12 +92,13 @@ class LearnedScorer:
     _memo: dict[RetryFeatures, float] = field(default_factory=dict, repr=False, compare=False)
 
     def score(self, features: Sequence[RetryFeatures]) -> list[float]:
+        if len(self._memo) > MEMO_LIMIT:
+            # Before looking up, not after: a row found here must still be here at the end.
+            self._memo.clear()
         missing = list(dict.fromkeys(f for f in features if f not in self._memo))
         if missing:
             with threadpool_limits(1):
                 probabilities = self.classifier.predict_proba(self.encoder.matrix(missing))[:, 1]
-            if len(self._memo) > MEMO_LIMIT:
-                self._memo.clear()
             for f, p in zip(missing, probabilities, strict=True):
                 self._memo[f] = round(float(p) * self.beyond_history(f.lane, f.attempt_number), 4)
         return [self._memo[f] for f in features]
