@@ -92,16 +92,24 @@ class LearnedScorer:
     _memo: dict[RetryFeatures, float] = field(default_factory=dict, repr=False, compare=False)
 
     def score(self, features: Sequence[RetryFeatures]) -> list[float]:
-        if len(self._memo) > MEMO_LIMIT:
-            # Before looking up, not after: a row found here must still be here at the end.
-            self._memo.clear()
-        missing = list(dict.fromkeys(f for f in features if f not in self._memo))
-        if missing:
-            with threadpool_limits(1):
-                probabilities = self.classifier.predict_proba(self.encoder.matrix(missing))[:, 1]
-            for f, p in zip(missing, probabilities, strict=True):
-                self._memo[f] = round(float(p) * self.beyond_history(f.lane, f.attempt_number), 4)
-        return [self._memo[f] for f in features]
+        # The answer is built from what this call found and computed, never re-read from the
+        # memo: another thread (API and worker share the model) may empty it meanwhile.
+        memo = self._memo
+        if len(memo) > MEMO_LIMIT:
+            memo.clear()
+        answers = [memo.get(f) for f in features]
+        if None not in answers:
+            return answers  # type: ignore[return-value]  # no None left: all floats
+        asked = zip(features, answers, strict=True)
+        missing = list(dict.fromkeys(f for f, a in asked if a is None))
+        with threadpool_limits(1):
+            probabilities = self.classifier.predict_proba(self.encoder.matrix(missing))[:, 1]
+        new = {
+            f: round(float(p) * self.beyond_history(f.lane, f.attempt_number), 4)
+            for f, p in zip(missing, probabilities, strict=True)
+        }
+        memo.update(new)
+        return [new[f] if a is None else a for f, a in zip(features, answers, strict=True)]
 
     def beyond_history(self, lane: str, attempt_number: int) -> float:
         """The factor for an attempt deeper than the history shows (1.0 within it): trees
