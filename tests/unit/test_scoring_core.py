@@ -438,6 +438,25 @@ def test_a_window_not_worth_a_charge_is_skipped_for_a_later_one() -> None:
     )
 
 
+def test_after_a_skipped_window_the_next_is_the_ladders_next_not_a_longer_one() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
+
+    def p(f: RetryFeatures) -> float:  # worth a charge from day 4; better still from day 7
+        days = f.hours_since_failure / 24
+        return 0.05 if days <= 4 else 0.2 if days <= 7 else 0.6
+
+    decision = decide(
+        None, _failed(opened), ABSOLUTE_300, opened, Context("t", scorer=TableScorer(p))
+    )
+    retry = _retry(decision.case)
+    # The funds ladder's windows are 1d-4d, 4d-7d, 7d-10d, ...: the first is skipped, and the
+    # retry goes in the second (0.2 x 1,999 is worth the bar), not at day 7 in a week-long
+    # window after the skipped one. Day 7 keeps its own window for the next retry.
+    assert opened + timedelta(days=4) < retry.due_at < opened + timedelta(days=7)
+    assert "1 earlier window(s) skipped" in retry.reason
+    assert "policy.lanes.retry_after_funds.retries[1]" in retry.rule
+
+
 def test_a_floor_on_the_probability_stops_charges_that_will_almost_surely_fail() -> None:
     opened = datetime(2025, 6, 10, 9, tzinfo=UTC)
     valuable = replace(_failed(opened), amount=Money(49_900, "EUR"))  # 0.05 x 49,900 = 2,495

@@ -13,7 +13,7 @@ tolerance of the best: an explainable choice ("p=0.41 at 09:00 Europe/Berlin on 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -317,11 +317,14 @@ def learned_retry_at(
     """The model's time for the case's next retry; None when the rules decide (cold start, not
     a learned lane, no retry left); `NoRetry` when no window has an hour worth a charge.
 
-    The window opens at the retry's offset (or now, if later) and lasts
-    `timing.learned_window`, never reaching into the next retry's offset. A window whose best
-    expected recovery (probability x amount) is below `timing.learned_min_value_minor` is
-    skipped for the next one, until the case ends: cheap, hopeless charges are not made; so is
-    one whose best probability is below `timing.learned_min_probability`, whatever the amount."""
+    The retry offsets cut the case's time into windows: each from one offset to the next (at
+    most `timing.learned_window` long), the last one `learned_window` long, then more of that
+    length until the case ends. The next retry goes in the first window after the one of the
+    last attempt (and not wholly past). A window whose best expected recovery (probability x
+    amount) is below the value bar (`value_bar`) is skipped for the next one, until the case
+    ends: cheap, hopeless charges are not made; so is one whose best probability is below
+    `timing.learned_min_probability`, whatever the amount. A skipped window keeps the
+    ladder's cadence: the next is the ladder's next one, not a longer one."""
     if lane_policy.align is not Align.LEARNED:
         return None
     if scorer is None or scorer.rows <= 0 or scorer.rows < timing.learned_min_rows:
@@ -330,16 +333,13 @@ def learned_retry_at(
     if n >= lane_policy.max_attempts or n >= len(lane_policy.retries):
         return None
     zone = customer_zone(case.customer.timezone)
-    offset = lane_policy.retries[n]
     end = case.opened_at + lane_policy.end_after - timedelta(hours=1)
-    earliest = max(case.opened_at + offset, now)
-    latest = earliest + timing.learned_window
-    if n + 1 < len(lane_policy.retries):  # never past the next retry's own offset
-        latest = min(latest, max(case.opened_at + lane_policy.retries[n + 1], earliest))
+    windows = _windows(case, lane_policy.retries, n, now, timing.learned_window)
+    k, earliest, latest = next(windows)
+    first_rule = _ladder_rule(case, lane_policy, k, scorer.version)
     amount = case.amount.amount_minor
     lane_share = LaneShare(case.lane.value, lane_policy.learned_min_value_share)
     bar = value_bar(timing, scorer, case.amount.currency, lane_share)
-    rule = f"policy.lanes.{case.lane.value}.retries[{n}] + model {scorer.version}"
     skipped: list[Choice] = []
     while earliest <= end:
         candidates = candidate_times(earliest, min(latest, end), zone, timing.local_hours)
@@ -358,21 +358,21 @@ def learned_retry_at(
             break
         if choice is not None:
             skipped.append(choice)
-        earliest = latest + timedelta(hours=1)
-        latest = earliest + timing.learned_window
+        k, earliest, latest = next(windows)
     else:
         best = max((c.best_probability for c in skipped), default=0.0)
         if best < timing.learned_min_probability:
             return NoRetry(
-                rule + " + timing.learned_min_probability",
+                first_rule + " + timing.learned_min_probability",
                 f"no retry: the model's best chance before the case ends is p={best:.2f}, "
                 f"below the policy's floor of {timing.learned_min_probability:.2f}",
             )
         return NoRetry(
-            f"{rule} + {bar.rule}",
+            f"{first_rule} + {bar.rule}",
             f"no retry: the model's best chance before the case ends is p={best:.2f}, worth "
             f"{best * amount:.0f} of {amount} minor units, below the bar of {bar.why}",
         )
+    rule = _ladder_rule(case, lane_policy, k, scorer.version)
     total = min(lane_policy.max_attempts, len(lane_policy.retries))
     window_from = _since(case.opened_at, earliest)
     window_to = _since(case.opened_at, min(latest, end))
@@ -391,3 +391,42 @@ def learned_retry_at(
             f"; {len(skipped)} earlier window(s) skipped as not worth a charge (the bar: {bar.why})"
         )
     return RetryTime(choice.at, rule, reason)
+
+
+def _windows(
+    case: RecoveryCase,
+    offsets: tuple[timedelta, ...],
+    n: int,
+    now: datetime,
+    length: timedelta,
+) -> Iterator[tuple[int, datetime, datetime]]:
+    """The windows the next retry may go in, in order, as (ladder index, from, to): the
+    ladder's own, from the first after the last attempt's window (at least the n-th, and not
+    one wholly past), then windows of `length` without end (the caller stops at the case's)."""
+    opened = case.opened_at
+    last = case.attempts[-1].started_at if case.attempts else None
+    k = n
+    while k < len(offsets) and last is not None and opened + offsets[k] <= last:
+        k += 1  # one try per window: the last attempt's is used
+    while k + 1 < len(offsets) and opened + offsets[k + 1] <= now:
+        k += 1  # a window wholly past is gone
+    latest = now - timedelta(hours=1)
+    while k < len(offsets):
+        earliest = max(opened + offsets[k], now)
+        latest = earliest + length
+        if k + 1 < len(offsets):  # never past the next retry's own offset
+            latest = min(latest, max(opened + offsets[k + 1], earliest))
+        yield k, earliest, latest
+        k += 1
+    while True:
+        earliest = latest + timedelta(hours=1)
+        latest = earliest + length
+        yield k, earliest, latest
+
+
+def _ladder_rule(case: RecoveryCase, lane: LanePolicy, k: int, version: str) -> str:
+    """The policy rows a window comes from, for the explanation."""
+    where = f"policy.lanes.{case.lane.value}.retries"
+    if k < len(lane.retries):
+        return f"{where}[{k}] + model {version}"
+    return f"{where}[{len(lane.retries) - 1}] + timing.learned_window + model {version}"
