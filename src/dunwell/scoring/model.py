@@ -22,6 +22,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from dunwell.domain.lanes import CUSTOMER_ACTION_LANES
 from dunwell.domain.scoring import CATEGORICAL, FEATURE_NAMES, RetryFeatures
 from dunwell.scoring.features import history_features
 from dunwell.scoring.history import HistoryRow
@@ -150,16 +151,32 @@ class LearnedScorer:
 
 
 def recovered_per_attempt(rows: Sequence[HistoryRow]) -> dict[str, int]:
-    """Per currency, the amount approved attempts recovered divided by every attempt made,
-    rounded to a minor unit. Rows without a currency are left out."""
+    """Per currency, the amount approved attempts recovered divided by the attempts made, in
+    the lanes where a retry is the remedy (not `CUSTOMER_ACTION_LANES`), rounded to a minor
+    unit; over every attempt when a currency has none there. Rows without a currency are left
+    out.
+
+    Charges a past schedule made on cards only the customer could fix (expired, lost, needing
+    authentication) recovered next to nothing; counted in, they would lower the value bar in
+    proportion to how wasteful that schedule was, and a smart policy trained on a worse
+    history would spend more attempts."""
     totals: dict[str, list[int]] = {}
     for row in rows:
         if not row.currency:
             continue
-        total = totals.setdefault(row.currency.upper(), [0, 0])
-        total[0] += row.amount_minor if row.approved else 0
-        total[1] += 1
-    return {currency: round(s / n) for currency, (s, n) in sorted(totals.items())}
+        remedy = row.lane not in CUSTOMER_ACTION_LANES
+        # [recovered, attempts] in retry lanes, then the same over every lane
+        total = totals.setdefault(row.currency.upper(), [0, 0, 0, 0])
+        recovered = row.amount_minor if row.approved else 0
+        total[2] += recovered
+        total[3] += 1
+        if remedy:
+            total[0] += recovered
+            total[1] += 1
+    return {
+        currency: round(s / n) if n else round(s_all / n_all)
+        for currency, (s, n, s_all, n_all) in sorted(totals.items())
+    }
 
 
 @dataclass(frozen=True)
