@@ -379,7 +379,7 @@ def simulate(
 
     scorer, training = None, None
     if train_days > 0:
-        scorer, training = _train(
+        scorer, training = train_period(
             factory, train_customers or customers, train_days, seed, start, train_policy, store
         )
         if model_dir is not None:
@@ -463,7 +463,7 @@ def training_seed(seed: int) -> int:
     return seed * 7919 + 104_729
 
 
-def _train(
+def train_period(
     factory: WorldFactory,
     customers: int,
     train_days: int,
@@ -472,6 +472,8 @@ def _train(
     train_policy: str,
     store: str = DEFAULT_STORE,
 ) -> tuple[LearnedScorer, dict[str, Any]]:
+    """The training period: `train_policy` on other customers of the same world over the
+    `train_days` before `start`, and a model trained on the attempts it made."""
     from dunwell.scoring.model import NotEnoughHistory, train
 
     train_start = start - timedelta(days=train_days)

@@ -25,6 +25,7 @@ PRICES = (999, 1499, 2900, 4900, 9900, 19900, 49900)
 PRICE_WEIGHTS = (25, 20, 20, 15, 10, 7, 3)
 T = TypeVar("T")
 ISSUERS_PER_COUNTRY = 6  # banks a country's cards come from; each can go down on its own
+HOPELESS_APPROVAL = 0.02  # an issuer that keeps saying no: the chance of one charge
 
 # (cause, brand) -> (decline code, network code, Mastercard advice code) choices.
 CODES: dict[Cause, tuple[str, ...]] = {
@@ -159,7 +160,7 @@ def draw(
         paydays=pays,
         spend_days=rng.randrange(1, 8),
         broke=rng.random() < 0.15,
-        approval=0.02 if hopeless else rng.uniform(0.15, 0.55),
+        approval=HOPELESS_APPROVAL if hopeless else rng.uniform(0.15, 0.55),
         closes_at_charge=rng.randrange(2, 5) if rng.random() < 0.08 else None,
         clears_at=first + timedelta(minutes=rng.randrange(30, 36 * 60)),
         updater_at=updater,

@@ -1,0 +1,125 @@
+"""Benchmark aid (issue 5): where each policy's recovered amount falls short of the oracle
+bound, by the realistic world's hidden cause of each failure.
+
+It reads the world's hidden truth (each customer's cause, and whether some charge in the
+oracle's window would have recovered them), so it is for people developing policies, never
+for the engine: the harness keeps that truth from the engine, and so does this script (the
+policies run exactly as in `dunwell simulate`, with a training period on `baseline-fixed`).
+
+    .venv/bin/python benchmarks/oracle_gap.py [--world realistic] [--seed 12]
+        [--policies baseline-fixed,smart] [--customers 3000] [--days 45]
+        [--train-customers 4000] [--train-days 60] [--out benchmarks/results/oracle-gap]
+
+Per policy and cause: cases, how many the oracle counts recoverable, how many were
+recovered, the recoverable amount not recovered as a share of the oracle's whole amount
+(the rows add up to 1 - the policy's share of the oracle by amount), and the charges
+dunwell made per case. Issuer declines are split in two: `issuer/hopeless` are the
+customers whose issuer approves one charge in fifty (`HOPELESS_APPROVAL`); the oracle counts
+nearly all of them recoverable, since each of the window's hours is a fresh draw. The same
+command line gives the same numbers. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from dunwell.logging_setup import configure_logging
+from dunwell.sim import harness
+from dunwell.sim.loading import builtin_worlds
+from dunwell.sim.population import DEFAULT_START
+from dunwell.sim.worlds.customers import HOPELESS_APPROVAL
+from dunwell.sim.worlds.realistic import RealisticWorld
+
+OUT = Path(__file__).parent / "results" / "oracle-gap"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--world", default="realistic", help="a built-in realistic world")
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--policies", default="baseline-fixed,smart")
+    parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument("--days", type=int, default=45)
+    parser.add_argument("--train-customers", type=int, default=4000)
+    parser.add_argument("--train-days", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    configure_logging("console", logging.ERROR)
+    factory = builtin_worlds()[args.world]
+    scorer, _ = harness.train_period(
+        factory, args.train_customers, args.train_days, args.seed, DEFAULT_START, "baseline-fixed"
+    )
+
+    def fresh() -> Any:
+        size = {"customers": args.customers, "days": args.days}
+        return factory(seed=args.seed, start=DEFAULT_START, **size)
+
+    result: dict[str, Any] = {"world": args.world, "seed": args.seed, "policies": {}}
+    for policy in args.policies.split(","):
+        kept: list[object] = []
+        harness.run_policy(fresh, policy, scorer, history=False, keep=kept)
+        world, _, cases = kept[-3:]
+        if not isinstance(world, RealisticWorld):
+            raise SystemExit(f"--world {args.world}: only the realistic worlds show their causes")
+        result["policies"][policy] = _by_cause(world, cases)  # type: ignore[arg-type]
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.world}-seed{args.seed}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    _print(result)
+    print(f"\n{path}")
+
+
+def _by_cause(world: RealisticWorld, cases: list[Any]) -> dict[str, Any]:
+    rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    oracle_minor = 0
+    for case in cases:
+        customer = world.customers[case.customer.id]
+        cause = customer.cause.value
+        if cause == "issuer" and customer.approval == HOPELESS_APPROVAL:
+            cause = "issuer/hopeless"
+        row = rows[cause]
+        row["cases"] += 1
+        row["charges"] += len(case.attempts)
+        recovered = case.status.value == "recovered"
+        row["recovered"] += recovered
+        if world.recoverable(case.customer.id):
+            row["recoverable"] += 1
+            row["recoverable_minor"] += customer.amount_minor
+            oracle_minor += customer.amount_minor
+            if not recovered:
+                row["missed_minor"] += customer.amount_minor
+    causes = {
+        cause: {
+            "cases": row["cases"],
+            "recoverable": row["recoverable"],
+            "recovered": row["recovered"],
+            "missed_recoverable_minor": row["missed_minor"],
+            "missed_share_of_oracle_amount": round(row["missed_minor"] / oracle_minor, 4),
+            "charges_per_case": round(row["charges"] / row["cases"], 2),
+        }
+        for cause, row in sorted(rows.items())
+    }
+    missed = sum(row["missed_minor"] for row in rows.values())
+    return {"causes": causes, "missed_share_of_oracle_amount": round(missed / oracle_minor, 4)}
+
+
+def _print(result: dict[str, Any]) -> None:
+    for policy, found in result["policies"].items():
+        print(f"\n{policy} on {result['world']} seed {result['seed']}")
+        print("| cause | cases | recoverable | recovered | missed, of the oracle | charges/case |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for cause, row in found["causes"].items():
+            print(
+                f"| {cause} | {row['cases']} | {row['recoverable']} | {row['recovered']} | "
+                f"{row['missed_share_of_oracle_amount']:.1%} | {row['charges_per_case']:.2f} |"
+            )
+        print(f"missed in all: {found['missed_share_of_oracle_amount']:.1%} of the oracle amount")
+
+
+if __name__ == "__main__":
+    main()
