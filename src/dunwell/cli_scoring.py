@@ -273,7 +273,7 @@ def _show(manifest: dict[str, Any]) -> None:
     if per_attempt:
         amounts = ", ".join(f"{minor} {cur} minor units" for cur, minor in per_attempt.items())
         out.print(
-            "recovered per attempt in this history "
+            "recovered per attempt in this history, where a retry is the remedy "
             f"(the base of timing.learned_min_value_share): {amounts}"
         )
     depth = manifest.get("depth") or {}  # the same

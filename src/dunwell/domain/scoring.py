@@ -295,7 +295,7 @@ def value_bar(
         relative,
         share_rule,
         f"{relative} minor units ({share:g} x the {per_attempt} {currency} minor units an "
-        "attempt recovered on average in the model's history)",
+        "attempt recovered on average in the model's history, where a retry is the remedy)",
     )
 
 
