@@ -276,6 +276,12 @@ def _show(manifest: dict[str, Any]) -> None:
             "recovered per attempt in this history, where a retry is the remedy "
             f"(the base of timing.learned_min_value_share): {amounts}"
         )
+        if manifest.get("recovered_per_attempt_over") != "retry_lanes":
+            out.print(
+                "[yellow]this model's base also counts charges on cards only the customer "
+                "could fix (trained before 5 December 2026), so its value bar is lower than "
+                "the policies' shares were set for: retrain it (dunwell scoring train)[/]"
+            )
     depth = manifest.get("depth") or {}  # the same
     beyond = [
         f"{lane}: x{d['decay_per_attempt_beyond']:.2f} per attempt beyond attempt "

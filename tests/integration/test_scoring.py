@@ -230,6 +230,16 @@ def test_train_writes_a_versioned_model_with_its_metrics(tmp_path: Path) -> None
     per_attempt = manifest["recovered_per_attempt_minor"]["USD"]
     assert "recovered per attempt in this history" in shown.stdout
     assert f"{per_attempt} USD minor units" in shown.stdout
+    assert "retrain it" not in shown.stdout
+    # A model trained before the base left out charges on dead cards: its manifest lacks
+    # the key saying what the average is over, and `show` asks for a retraining.
+    old = tmp_path / "models" / "0002" / "manifest.json"
+    kept = json.loads(old.read_text())
+    del kept["recovered_per_attempt_over"]
+    old.write_text(json.dumps(kept))
+    warned = _cli(tmp_path, "scoring", "show", "--version", "0002")
+    assert warned.returncode == 0
+    assert "retrain it (dunwell scoring train)" in " ".join(warned.stdout.split())
     figures = _svgs(page.read_text())
     assert len(figures) == 2  # the calibration plot and the importances
     dots = figures[0].findall("{http://www.w3.org/2000/svg}circle")

@@ -312,6 +312,9 @@ def _train(
         "params": {k: v for k, v in final.get_params().items() if k != "categorical_features"},
         "library": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         "recovered_per_attempt_minor": per_attempt,
+        # What the average is over (models before 5 December 2026: every lane, so charges on
+        # dead cards lowered it); `scoring show` warns about a model without this key.
+        "recovered_per_attempt_over": "retry_lanes",
         "depth": {lane: d.as_dict() for lane, d in depth.items()},
         "validation": validation,
     }
