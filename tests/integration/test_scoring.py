@@ -240,6 +240,11 @@ def test_train_writes_a_versioned_model_with_its_metrics(tmp_path: Path) -> None
     warned = _cli(tmp_path, "scoring", "show", "--version", "0002")
     assert warned.returncode == 0
     assert "retrain it (dunwell scoring train)" in " ".join(warned.stdout.split())
+    # Loading it (as a service or a backtest does) still works, and says so in the log.
+    used = _cli(tmp_path, "backtest", "--history", str(source), "--policy", "smart", "--json")
+    assert used.returncode == 0, used.stderr
+    assert "scoring.model_base_counts_dead_cards" in used.stderr
+    assert json.loads(used.stdout)["model"] == "0002"  # the JSON on stdout stays whole
     figures = _svgs(page.read_text())
     assert len(figures) == 2  # the calibration plot and the importances
     dots = figures[0].findall("{http://www.w3.org/2000/svg}circle")

@@ -18,8 +18,12 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from dunwell.domain.scoring import FEATURE_NAMES
 from dunwell.scoring.model import LearnedScorer
+
+log = structlog.get_logger(__name__)
 
 MANIFEST, MODEL = "manifest.json", "model.pkl"
 
@@ -72,6 +76,15 @@ class ModelStore:
         scorer = pickle.loads(payload)  # noqa: S301 - our own file, hash-checked
         if not isinstance(scorer, LearnedScorer):
             raise ModelStoreError(f"{folder / MODEL} is not a dunwell retry model")
+        if manifest.get("recovered_per_attempt_minor") and (
+            manifest.get("recovered_per_attempt_over") != "retry_lanes"
+        ):
+            # Usable, but its value bar is lower than the policies' shares were set for.
+            log.warning(
+                "scoring.model_base_counts_dead_cards",
+                version=folder.name,
+                fix="retrain it: dunwell scoring train",
+            )
         return scorer
 
     def _folder(self, version: str | None) -> Path:
