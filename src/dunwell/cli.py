@@ -30,6 +30,23 @@ cases_app = typer.Typer(help="Recovery cases.", no_args_is_help=True)
 dead_app = typer.Typer(
     help="Dead letters: input kept for inspection and replay.", no_args_is_help=True
 )
+
+
+@app.callback()
+def _log_to_stderr() -> None:
+    """Every command logs warnings and errors on stderr: stdout carries its output, often one
+    JSON document. Long-running commands (`run`, `worker`) and `simulate` set their own."""
+    import logging
+
+    from dunwell.logging_setup import configure_logging
+
+    try:
+        fmt = Settings().log_format
+    except Exception:  # a bad setting is the command's to report, in its own words
+        fmt = "json"
+    configure_logging(fmt, logging.WARNING)
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
 app.add_typer(tenant_app, name="tenant")

@@ -53,13 +53,7 @@ def backtest_command(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
     """Replay past failures under a candidate policy, counterfactually, with the learned model."""
-    import logging
-
     from dunwell.domain.policy import PolicyError
-    from dunwell.logging_setup import configure_logging
-
-    # Warnings (an old model, say) on stderr: on stdout they would break the JSON document.
-    configure_logging(Settings().log_format, logging.WARNING)
     from dunwell.policies import load_policies, load_policy_file
     from dunwell.scoring.backtest import backtest
     from dunwell.scoring.history import HistoryError, read_history
