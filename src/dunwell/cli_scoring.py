@@ -261,6 +261,8 @@ def scoring_show(
 
 
 def _show(manifest: dict[str, Any]) -> None:
+    from dunwell.scoring.model import base_counts_dead_cards  # loaded already by the callers
+
     v = manifest["validation"]
     auc = "-" if v["auc"] is None else f"{v['auc']:.3f}"
     out.print(
@@ -276,7 +278,7 @@ def _show(manifest: dict[str, Any]) -> None:
             "recovered per attempt in this history, where a retry is the remedy "
             f"(the base of timing.learned_min_value_share): {amounts}"
         )
-        if manifest.get("recovered_per_attempt_over") != "retry_lanes":
+        if base_counts_dead_cards(manifest):
             out.print(
                 "[yellow]this model's base also counts charges on cards only the customer "
                 "could fix (trained before 5 December 2026), so its value bar is lower than "

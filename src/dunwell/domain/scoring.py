@@ -336,7 +336,7 @@ def learned_retry_at(
     end = case.opened_at + lane_policy.end_after - timedelta(hours=1)
     windows = _windows(case, lane_policy.retries, n, now, timing.learned_window)
     k, earliest, latest = next(windows)
-    first_rule = _ladder_rule(case, lane_policy, k, scorer.version)
+    first = k
     amount = case.amount.amount_minor
     lane_share = LaneShare(case.lane.value, lane_policy.learned_min_value_share)
     bar = value_bar(timing, scorer, case.amount.currency, lane_share)
@@ -361,6 +361,7 @@ def learned_retry_at(
         k, earliest, latest = next(windows)
     else:
         best = max((c.best_probability for c in skipped), default=0.0)
+        first_rule = _ladder_rule(case, lane_policy, first, scorer.version)
         if best < timing.learned_min_probability:
             return NoRetry(
                 first_rule + " + timing.learned_min_probability",

@@ -150,6 +150,11 @@ class LearnedScorer:
         self._memo = {}
 
 
+# What `recovered_per_attempt` averages over, as its manifest key says. Models trained before
+# 5 December 2026 lack the key: their average counted every lane (`base_counts_dead_cards`).
+BASE_OVER = "retry_lanes"
+
+
 def recovered_per_attempt(rows: Sequence[HistoryRow]) -> dict[str, int]:
     """Per currency, the amount approved attempts recovered divided by the attempts made, in
     the lanes where a retry is the remedy (not `CUSTOMER_ACTION_LANES`), rounded to a minor
@@ -160,23 +165,26 @@ def recovered_per_attempt(rows: Sequence[HistoryRow]) -> dict[str, int]:
     authentication) recovered next to nothing; counted in, they would lower the value bar in
     proportion to how wasteful that schedule was, and a smart policy trained on a worse
     history would spend more attempts."""
+    priced = [row for row in rows if row.currency]
+    remedied = _average([row for row in priced if row.lane not in CUSTOMER_ACTION_LANES])
+    return {c: remedied.get(c, anyway) for c, anyway in _average(priced).items()}
+
+
+def _average(rows: Sequence[HistoryRow]) -> dict[str, int]:
     totals: dict[str, list[int]] = {}
     for row in rows:
-        if not row.currency:
-            continue
-        remedy = row.lane not in CUSTOMER_ACTION_LANES
-        # [recovered, attempts] in retry lanes, then the same over every lane
-        total = totals.setdefault(row.currency.upper(), [0, 0, 0, 0])
-        recovered = row.amount_minor if row.approved else 0
-        total[2] += recovered
-        total[3] += 1
-        if remedy:
-            total[0] += recovered
-            total[1] += 1
-    return {
-        currency: round(s / n) if n else round(s_all / n_all)
-        for currency, (s, n, s_all, n_all) in sorted(totals.items())
-    }
+        total = totals.setdefault(row.currency.upper(), [0, 0])
+        total[0] += row.amount_minor if row.approved else 0
+        total[1] += 1
+    return {currency: round(s / n) for currency, (s, n) in sorted(totals.items())}
+
+
+def base_counts_dead_cards(manifest: dict[str, Any]) -> bool:
+    """Whether a model's value-bar base was averaged the old way, over every lane (it still
+    works, with a bar lower than the policies' shares were set for: retrain it)."""
+    return bool(manifest.get("recovered_per_attempt_minor")) and (
+        manifest.get("recovered_per_attempt_over") != BASE_OVER
+    )
 
 
 @dataclass(frozen=True)
@@ -312,9 +320,7 @@ def _train(
         "params": {k: v for k, v in final.get_params().items() if k != "categorical_features"},
         "library": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         "recovered_per_attempt_minor": per_attempt,
-        # What the average is over (models before 5 December 2026: every lane, so charges on
-        # dead cards lowered it); `scoring show` warns about a model without this key.
-        "recovered_per_attempt_over": "retry_lanes",
+        "recovered_per_attempt_over": BASE_OVER,
         "depth": {lane: d.as_dict() for lane, d in depth.items()},
         "validation": validation,
     }

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from dunwell.domain.scoring import FEATURE_NAMES
-from dunwell.scoring.model import LearnedScorer
+from dunwell.scoring.model import LearnedScorer, base_counts_dead_cards
 
 log = structlog.get_logger(__name__)
 
@@ -76,10 +76,7 @@ class ModelStore:
         scorer = pickle.loads(payload)  # noqa: S301 - our own file, hash-checked
         if not isinstance(scorer, LearnedScorer):
             raise ModelStoreError(f"{folder / MODEL} is not a dunwell retry model")
-        if manifest.get("recovered_per_attempt_minor") and (
-            manifest.get("recovered_per_attempt_over") != "retry_lanes"
-        ):
-            # Usable, but its value bar is lower than the policies' shares were set for.
+        if base_counts_dead_cards(manifest):
             log.warning(
                 "scoring.model_base_counts_dead_cards",
                 version=folder.name,
