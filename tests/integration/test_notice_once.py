@@ -37,6 +37,8 @@ def test_a_notice_interrupted_mid_send_is_not_sent_again(services, clock, notifi
     services.runner.run_until_idle()
 
     assert [n.notice_id for n in notifier.sent if n.notice_id == interrupted.notice_id] == []
+    # Nor by the policy's fallback channel: the customer may have it already.
+    assert [n for n in notifier.sent if n.template == interrupted.template] == []
     with UnitOfWork(services.sessions) as uow:
         case = uow.cases.get("acme", case_id)
         rows = uow.actions.for_case(case_id)

@@ -215,6 +215,9 @@ def test_a_policy_error_is_a_value_error_with_the_problem_list() -> None:
             ),
             "lanes.retry_soon.access",
         ),
+        (lambda d: d["channels"]["fallback"].update(email="email"), "channels.fallback.email"),
+        (lambda d: d["channels"]["fallback"].update(sms=3), "channels.fallback.sms"),
+        (lambda d: d["channels"].update(retry="sms"), "channels.retry"),
     ],
 )
 def test_each_single_mistake_is_reported_at_its_path(edit: Any, path: str) -> None:
@@ -293,3 +296,10 @@ def test_an_extra_policy_dir_overrides_a_shipped_policy_of_the_same_name(tmp_pat
     policies = load_policies(tmp_path)
     assert policies["default"].description == "ours"
     assert policies["baseline-fixed"].name == "baseline-fixed"
+
+
+def test_the_shipped_rules_send_a_bounced_email_by_sms() -> None:
+    assert parse_policy(shipped("default")).fallback == {"email": "sms"}
+    data = shipped("default")
+    del data["channels"]
+    assert parse_policy(data).fallback == {}  # no block: a bounce stays a failed notice

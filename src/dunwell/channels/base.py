@@ -14,6 +14,9 @@ from dunwell.domain.records import direct_init
 class Delivery:
     ok: bool
     detail: str | None = None
+    # A permanent failure for this address (a hard bounce): worth another channel, not a
+    # second try on this one.
+    undeliverable: bool = False
 
 
 class Notifier(Protocol):

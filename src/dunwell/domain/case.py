@@ -104,7 +104,7 @@ class Notice:
     template: str
     channel: str
     created_at: datetime
-    status: str = "sending"  # sending | sent | failed
+    status: str = "sending"  # sending | sent | failed | undeliverable (a hard bounce)
     delivered_at: datetime | None = None
 
 

@@ -548,24 +548,27 @@ def _on_action_due(
     if action.type is ActionType.RETRY:
         return _start_attempt(case, done, policy, now, ctx)
     if action.type is ActionType.NOTICE:
-        notice = Notice(
-            id=child_id("ntc", case.id, len(case.notices) + 1),
-            key=action.key,
-            template=action.param("template"),
-            channel=action.param("channel"),
-            created_at=now,
-        )
-        effect = SendNotice(
-            case.id,
-            notice.id,
-            notice.template,
-            notice.channel,
-            case.customer,
-            case.amount,
-            case.lane.value,
-        )
+        channel, notes = action.param("channel"), [done]
+        fallback = policy.fallback.get(channel)
+        if fallback is not None and channel in _unreachable(case):
+            # The address bounced earlier in this case: no point sending there again.
+            channel = fallback
+            notes.append(
+                Explanation(
+                    "policy.channels.fallback",
+                    f"{action.param('channel')} could not reach the customer earlier in this "
+                    f"case: {action.param('template')} goes by {fallback}",
+                    (("channel", action.param("channel")), ("fallback", fallback)),
+                )
+            )
+        notice = _notice(case, action.key, action.param("template"), channel, now)
         return _updated(
-            evolve(case, notices=(*case.notices, notice)), policy, now, ctx, [done], (effect,)
+            evolve(case, notices=(*case.notices, notice)),
+            policy,
+            now,
+            ctx,
+            notes,
+            (_send(case, notice),),
         )
     if action.type is ActionType.ACCESS:
         level = AccessLevel(action.param("level"))
@@ -731,15 +734,72 @@ def _on_notice_delivered(
 ) -> Decision:
     if case is None:
         return _ignored(None, "case.no_case", "no case for this notice")
+    status = "sent" if event.ok else "undeliverable" if event.undeliverable else "failed"
     notices = tuple(
-        evolve(n, status="sent" if event.ok else "failed", delivered_at=event.occurred_at)
-        if n.id == event.notice_id
-        else n
+        evolve(n, status=status, delivered_at=event.occurred_at) if n.id == event.notice_id else n
         for n in case.notices
     )
-    text = f"notice {event.notice_id} {'sent' if event.ok else 'failed: ' + (event.detail or '')}"
+    said = "sent" if event.ok else f"{status}: {event.detail or ''}"
+    text = f"notice {event.notice_id} {said}"
+    notes = [Explanation("notice.delivered", text)]
+    case = evolve(case, notices=notices)
+    sent = next((n for n in notices if n.id == event.notice_id), None)
+    fallback = None
+    if sent is not None and event.undeliverable and case.is_open:
+        fallback = _fallback_channel(sent.channel, sent.key, policy)
+    if sent is None or fallback is None:
+        return Decision("updated", case, tuple(notes))
+    # The same message by the other channel, now: the checkpoint it serves is still due.
+    resent = _notice(case, f"{sent.key}{FALLBACK_KEY}", sent.template, fallback, now)
+    notes.append(
+        Explanation(
+            "policy.channels.fallback",
+            f"{sent.channel} cannot reach the customer ({event.detail or 'undeliverable'}): "
+            f"{sent.template} goes by {fallback} instead",
+            (("channel", sent.channel), ("fallback", fallback), ("template", sent.template)),
+        )
+    )
     return Decision(
-        "updated", evolve(case, notices=notices), (Explanation("notice.delivered", text),)
+        "updated",
+        evolve(case, notices=(*case.notices, resent)),
+        tuple(notes),
+        (_send(case, resent),),
+    )
+
+
+FALLBACK_KEY = ":fallback"  # marks a notice resent by the fallback channel: one hop only
+
+
+def _fallback_channel(channel: str, key: str, policy: Policy) -> str | None:
+    if key.endswith(FALLBACK_KEY):
+        return None
+    return policy.fallback.get(channel)
+
+
+def _unreachable(case: RecoveryCase) -> frozenset[str]:
+    """Channels that told this case the customer's address cannot receive (a hard bounce)."""
+    return frozenset(n.channel for n in case.notices if n.status == "undeliverable")
+
+
+def _notice(case: RecoveryCase, key: str, template: str, channel: str, now: datetime) -> Notice:
+    return Notice(
+        id=child_id("ntc", case.id, len(case.notices) + 1),
+        key=key,
+        template=template,
+        channel=channel,
+        created_at=now,
+    )
+
+
+def _send(case: RecoveryCase, notice: Notice) -> SendNotice:
+    return SendNotice(
+        case.id,
+        notice.id,
+        notice.template,
+        notice.channel,
+        case.customer,
+        case.amount,
+        case.lane.value,
     )
 
 

@@ -184,6 +184,9 @@ class NoticeDelivered:
     notice_id: str
     ok: bool = True
     detail: str | None = None
+    # The channel said this address can never receive it (a hard bounce, no such number):
+    # the policy's fallback channel may take over. Not set for a failure that may pass.
+    undeliverable: bool = False
     type: str = "notice.delivered"
 
 

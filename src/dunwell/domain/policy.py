@@ -223,6 +223,9 @@ class Policy:
     digest: str  # content hash: which exact policy a case ran under
     risk: Risk = Risk()
     grace: Grace = Grace()
+    # channel -> channel: where a notice goes when its own channel cannot reach the customer
+    # (a hard bounce); one hop, so a fallback never falls back again.
+    fallback: Mapping[str, str] = field(default_factory=dict)
 
     def lane(self, lane: Lane) -> LanePolicy:
         return self.lanes[lane]
@@ -280,7 +283,17 @@ def parse_policy(data: Any) -> Policy:
     r.unknown_keys(
         "",
         root,
-        {"name", "version", "description", "lanes", "timing", "escalation", "risk", "grace"},
+        {
+            "name",
+            "version",
+            "description",
+            "lanes",
+            "timing",
+            "escalation",
+            "risk",
+            "grace",
+            "channels",
+        },
     )
     name = root.get("name")
     if not isinstance(name, str) or not name:
@@ -289,6 +302,7 @@ def parse_policy(data: Any) -> Policy:
     escalation = _escalation(r, root.get("escalation") or {})
     risk = _risk(r, root.get("risk") or {})
     grace = _grace(r, root.get("grace") or {})
+    fallback = _fallback(r, root.get("channels") or {})
     lanes_raw = r.mapping("lanes", root.get("lanes"))
     lanes: dict[Lane, LanePolicy] = {}
     for key in lanes_raw:
@@ -314,7 +328,23 @@ def parse_policy(data: Any) -> Policy:
         digest=digest[:12],
         risk=risk,
         grace=grace,
+        fallback=fallback,
     )
+
+
+def _fallback(r: _Reader, raw: Any) -> dict[str, str]:
+    block = r.mapping("channels", raw)
+    r.unknown_keys("channels", block, {"fallback"})
+    found: dict[str, str] = {}
+    for source, target in r.mapping("channels.fallback", block.get("fallback") or {}).items():
+        path = f"channels.fallback.{source}"
+        if not isinstance(target, str) or not target:
+            r.fail(path, "expected a channel name")
+        elif target == source:
+            r.fail(path, "a channel cannot fall back to itself")
+        else:
+            found[str(source)] = target
+    return found
 
 
 def _timing(r: _Reader, raw: Any) -> Timing:

@@ -183,10 +183,13 @@ class ActionRunner:
                 uow.commit()
         except IntegrityError:  # a concurrent re-run claimed it first
             first = False
+        undeliverable = False
         if first:
             delivery = self.notifier.send(notice)
             ok, detail = delivery.ok, delivery.detail
+            undeliverable = not ok and delivery.undeliverable
         else:
+            # Unknown whether it went out: no fallback either, the customer may have it.
             ok, detail = False, "interrupted by a crash while sending; not sent again"
             log.warning(
                 "notice.not_resent",
@@ -202,6 +205,7 @@ class ActionRunner:
             notice.notice_id,
             ok,
             detail,
+            undeliverable,
         )
 
     def _charge(self, work: _Work, charge: Charge) -> Event:

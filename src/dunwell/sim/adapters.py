@@ -124,4 +124,5 @@ class WorldNotifier:
         self.recorder.notices.append((now, notice.customer.id, notice.template))
         outcome = self.world.deliver(request, now)
         self.recorder.caused += len(outcome.later)
-        return Delivery(outcome.delivered, outcome.detail)
+        # A world answers for the customer's address: what it does not deliver never arrives.
+        return Delivery(outcome.delivered, outcome.detail, undeliverable=not outcome.delivered)

@@ -88,6 +88,8 @@ class NoticeRequest:
 @direct_init
 @dataclass(frozen=True, slots=True)
 class NoticeOutcome:
+    # False: this channel cannot reach the customer (a bounced address); the engine treats
+    # it as permanent and may send the notice by the policy's fallback channel instead.
     delivered: bool
     # The events this notice causes later (a card update, an authentication, a cancellation),
     # each at its own `occurred_at`. The world plays them out through `events_due` when their
