@@ -213,3 +213,28 @@ def test_the_report_has_every_arm_metric() -> None:
         assert m["median_hours_to_recovery"] is None or m["median_hours_to_recovery"] > 0
         share = m["share_of_oracle"]["by_count"]
         assert share == round(m["recovered"] / result["oracle"]["recoverable"], 4)
+
+
+def test_a_customer_whose_email_bounces_gets_the_message_by_sms() -> None:
+    # The realistic world bounces 3% of email addresses; the default policy falls back to SMS.
+    kept: list[object] = []
+    run_policy(lambda: RealisticWorld(200, 30, 5, START), "default", keep=kept)
+    world, _, cases = kept[-3:]
+    assert isinstance(world, RealisticWorld)
+    bounced = 0
+    for case in cases:  # type: ignore[attr-defined]
+        emails = [n for n in case.notices if n.channel == "email"]
+        if not emails:
+            continue
+        if world.customers[case.customer.id].bad_email:
+            bounced += 1
+            first = emails[0]
+            assert first.status == "undeliverable"
+            assert all(n.status == "undeliverable" for n in emails)
+            resent = [n for n in case.notices if n.key == f"{first.key}:fallback"]
+            assert [(n.channel, n.template, n.status) for n in resent] == [
+                ("sms", first.template, "sent")
+            ]
+        else:
+            assert all(n.status == "sent" for n in case.notices)
+    assert bounced, "no customer with a bouncing address had a notice: choose another seed"
