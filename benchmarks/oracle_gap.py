@@ -13,10 +13,13 @@ policies run exactly as in `dunwell simulate`, with a training period on `baseli
 Per policy and cause: cases, how many the oracle counts recoverable, how many were
 recovered, the recoverable amount not recovered as a share of the oracle's whole amount
 (the rows add up to 1 - the policy's share of the oracle by amount), and the charges
-dunwell made per case. Issuer declines are split in two: `issuer/hopeless` are the
-customers whose issuer approves one charge in fifty (`HOPELESS_APPROVAL`); the oracle counts
-nearly all of them recoverable, since each of the window's hours is a fresh draw. The same
-command line gives the same numbers. Nothing here is a test.
+dunwell made per case. A second table splits the same missed amount by what the customer
+did with the messages: cancelled after one (a complaint), never got them (the email bounced
+and the policy had no other channel), or ignored, read or acted on them. Issuer declines
+are split in two: `issuer/hopeless` are the customers whose issuer approves one charge in
+fifty (`HOPELESS_APPROVAL`); the oracle counts nearly all of them recoverable, since each
+of the window's hours is a fresh draw. The same command line gives the same numbers.
+Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def main() -> None:
         if not isinstance(world, RealisticWorld):
             raise SystemExit(f"--world {args.world}: only the realistic worlds show their causes")
         result["policies"][policy] = _by_cause(world, cases)  # type: ignore[arg-type]
+        reactions = _by_reaction(world, cases)  # type: ignore[arg-type]
+        result["policies"][policy]["by_reaction"] = reactions
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{args.world}-seed{args.seed}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -108,6 +113,28 @@ def _by_cause(world: RealisticWorld, cases: list[Any]) -> dict[str, Any]:
     return {"causes": causes, "missed_share_of_oracle_amount": round(missed / oracle_minor, 4)}
 
 
+def _by_reaction(world: RealisticWorld, cases: list[Any]) -> dict[str, float]:
+    """The missed share of the oracle's amount by what the customer did with the messages."""
+    missed: dict[str, int] = defaultdict(int)
+    oracle_minor = 0
+    for case in cases:
+        cid = case.customer.id
+        if not world.recoverable(cid):
+            continue
+        customer = world.customers[cid]
+        oracle_minor += customer.amount_minor
+        if case.status.value == "recovered":
+            continue
+        if world.complained(cid):
+            reaction = "cancelled after a message"
+        elif customer.bad_email and not any(n.status == "sent" for n in case.notices):
+            reaction = "never reached (email bounced)"
+        else:
+            reaction = customer.engagement.value
+        missed[reaction] += customer.amount_minor
+    return {k: round(v / oracle_minor, 4) for k, v in sorted(missed.items())}
+
+
 def _print(result: dict[str, Any]) -> None:
     for policy, found in result["policies"].items():
         print(f"\n{policy} on {result['world']} seed {result['seed']}")
@@ -119,6 +146,8 @@ def _print(result: dict[str, Any]) -> None:
                 f"{row['missed_share_of_oracle_amount']:.1%} | {row['charges_per_case']:.2f} |"
             )
         print(f"missed in all: {found['missed_share_of_oracle_amount']:.1%} of the oracle amount")
+        reactions = ", ".join(f"{k} {v:.1%}" for k, v in found["by_reaction"].items())
+        print(f"missed by what the customer did with the messages: {reactions}")
 
 
 if __name__ == "__main__":

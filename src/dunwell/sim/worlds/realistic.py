@@ -337,6 +337,10 @@ class RealisticWorld:
         """The oracle's verdict on one customer (hidden truth: for tests and reports only)."""
         return self._recoverable(self.customers[customer_id])
 
+    def complained(self, customer_id: str) -> bool:
+        """Whether the messages made this customer cancel (hidden truth: for reports only)."""
+        return self._state[customer_id].cancel_scheduled
+
     def _recoverable(self, c: Customer) -> bool:
         if c.pays_elsewhere_at is not None and c.pays_elsewhere_at <= self.horizon:
             if c.cancels_at is None or c.pays_elsewhere_at < c.cancels_at:
