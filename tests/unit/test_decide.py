@@ -967,3 +967,35 @@ def test_a_store_renewal_is_never_charged_but_the_customer_is_told(store: str) -
     )
     assert updated.case is not None and retry_of(updated.case) is None
     assert not [e for e in updated.effects if isinstance(e, Charge)]
+
+
+def test_a_fallback_channel_that_bounced_in_this_case_is_not_used_again() -> None:
+    both_ways = replace(DEFAULT, fallback={"email": "sms", "sms": "email"})
+    case = open_case("expired_card", both_ways).case
+    assert case is not None
+
+    def bounce(case: RecoveryCase, key: str, at: datetime) -> Decision:
+        sending = decide(case, due(case, key, at), both_ways, at, ctx())
+        assert sending.case is not None
+        notice = sending.case.notices[-1]
+        event = NoticeDelivered(_id("evt"), at, case.id, notice.id, False, "550", True)
+        return decide(sending.case, event, both_ways, at, ctx())
+
+    # The welcome email bounces: resent by SMS, which bounces too (one hop, no more).
+    first = bounce(case, "notice:entered:update_payment_method", NOW)
+    [sms] = first.effects
+    assert isinstance(sms, SendNotice) and sms.channel == "sms"
+    assert first.case is not None
+    fell_back = first.case.notices[-1]
+    delivered = NoticeDelivered(_id("evt"), NOW, case.id, fell_back.id, False, "no phone", True)
+    both_dead = decide(first.case, delivered, both_ways, NOW, ctx())
+    assert both_dead.effects == ()
+    assert both_dead.case is not None
+    # The 4-day SMS reminder bounces as well: its fallback, email, is known dead in this case.
+    later = NOW + timedelta(days=4)
+    reminder = bounce(
+        both_dead.case, "notice:elapsed-345600s:update_payment_method_reminder", later
+    )
+    assert reminder.case is not None
+    assert reminder.case.notices[-1].channel == "sms"
+    assert reminder.effects == ()

@@ -548,20 +548,21 @@ def _on_action_due(
     if action.type is ActionType.RETRY:
         return _start_attempt(case, done, policy, now, ctx)
     if action.type is ActionType.NOTICE:
-        channel, notes = action.param("channel"), [done]
-        fallback = policy.fallback.get(channel)
-        if fallback is not None and channel in _unreachable(case):
+        channel, template, notes = action.param("channel"), action.param("template"), [done]
+        unreachable = _unreachable(case)
+        fallback = _fallback(policy, channel, unreachable) if channel in unreachable else None
+        if fallback is not None:
             # The address bounced earlier in this case: no point sending there again.
-            channel = fallback
             notes.append(
                 Explanation(
                     "policy.channels.fallback",
-                    f"{action.param('channel')} could not reach the customer earlier in this "
-                    f"case: {action.param('template')} goes by {fallback}",
-                    (("channel", action.param("channel")), ("fallback", fallback)),
+                    f"{channel} could not reach the customer earlier in this case: {template} "
+                    f"goes by {fallback}",
+                    (("channel", channel), ("fallback", fallback)),
                 )
             )
-        notice = _notice(case, action.key, action.param("template"), channel, now)
+            channel = fallback
+        notice = _notice(case, action.key, template, channel, now)
         return _updated(
             evolve(case, notices=(*case.notices, notice)),
             policy,
@@ -746,7 +747,8 @@ def _on_notice_delivered(
     sent = next((n for n in notices if n.id == event.notice_id), None)
     fallback = None
     if sent is not None and event.undeliverable and case.is_open:
-        fallback = _fallback_channel(sent.channel, sent.key, policy)
+        if not sent.key.endswith(FALLBACK_KEY):  # one hop: a fallback never falls back
+            fallback = _fallback(policy, sent.channel, _unreachable(case))
     if sent is None or fallback is None:
         return Decision("updated", case, tuple(notes))
     # The same message by the other channel, now: the checkpoint it serves is still due.
@@ -770,10 +772,10 @@ def _on_notice_delivered(
 FALLBACK_KEY = ":fallback"  # marks a notice resent by the fallback channel: one hop only
 
 
-def _fallback_channel(channel: str, key: str, policy: Policy) -> str | None:
-    if key.endswith(FALLBACK_KEY):
-        return None
-    return policy.fallback.get(channel)
+def _fallback(policy: Policy, channel: str, unreachable: frozenset[str]) -> str | None:
+    """The policy's fallback for `channel`, unless it too bounced in this case already."""
+    fallback = policy.fallback.get(channel)
+    return None if fallback in unreachable else fallback
 
 
 def _unreachable(case: RecoveryCase) -> frozenset[str]:
