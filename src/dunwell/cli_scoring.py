@@ -3,6 +3,8 @@
     dunwell history import FILE          validate and keep past attempts (bad rows reported)
     dunwell scoring train                train on every imported history file; a new version
     dunwell scoring train --history FILE train on one file directly
+    dunwell scoring train --tenant T --every 24h
+                                         retrain on the tenant's own attempts every day
     dunwell scoring show [--version V]   a model's manifest: metrics, calibration, importances
 
 Models and imported history live under DUNWELL_MODEL_DIR (default ./models): `history/` holds
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +28,7 @@ history_app = typer.Typer(
     help="Past charge attempts, the model's training data.", no_args_is_help=True
 )
 scoring_app = typer.Typer(help="The learned retry model.", no_args_is_help=True)
+log = structlog.get_logger(__name__)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -169,13 +173,120 @@ def scoring_train(
     ] = 365,
     model_dir: ModelDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest")] = False,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="retrain on a schedule, every DURATION (30s, 24h, 7d) until stopped; a round "
+            "whose history is the newest model's adds no version, a failed round is logged "
+            "and the next one tries again"
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="with --every: stop after N rounds")
+    ] = None,
 ) -> None:
     """Train a new model version on the history; its validation metrics go beside it."""
-    from dunwell.scoring.history import HistoryError, read_history
-    from dunwell.scoring.model import NotEnoughHistory, train
-    from dunwell.scoring.store import ModelStore
+    from dunwell.domain.durations import parse_duration
 
     root = _root(model_dir)
+    if every is None:
+        if rounds is not None:
+            err.print("--rounds needs --every")
+            raise typer.Exit(2)
+        try:
+            version = _train_round(root, history, tenant, days, skip_unchanged=False)
+        except _RoundFailed as exc:
+            err.print(str(exc), markup=False)
+            raise typer.Exit(2) from None
+        _print_version(root, version, as_json)
+        return
+    text = every.strip()
+    try:  # a policy's durations, or seconds (a schedule in tests and demos)
+        seconds = float(text[:-1]) if text[:-1].isdigit() and text.endswith("s") else None
+        seconds = parse_duration(text).total_seconds() if seconds is None else seconds
+    except ValueError as exc:
+        err.print(f"--every: {exc} (or seconds, like 30s)")
+        raise typer.Exit(2) from None
+    if seconds <= 0:
+        err.print("--every must be longer than zero")
+        raise typer.Exit(2)
+    _schedule(root, history, tenant, days, seconds, rounds, as_json)
+
+
+class _RoundFailed(Exception):
+    """One training round could not make a model; what the user should know is the text."""
+
+
+def _schedule(
+    root: Path,
+    history: list[Path] | None,
+    tenant: str | None,
+    days: int,
+    seconds: float,
+    rounds: int | None,
+    as_json: bool,
+) -> None:
+    """Train, wait, train again. A round that fails leaves the model in use as it is (the
+    service keeps the newest version that loads), so the schedule goes on; only a setting
+    that can never work (no history configured, an unknown tenant) stops it, exit code 2.
+    Saving is atomic, so stopping the process at any moment leaves no half version."""
+    import time
+
+    done = 0
+    try:
+        while True:
+            done += 1
+            try:
+                version = _train_round(root, history, tenant, days, skip_unchanged=True)
+            except _RoundFailed as exc:
+                log.error("scoring.retrain_failed", round=done, error=str(exc))
+                err.print(f"round {done}: {exc}; the model in use stays", markup=False)
+            else:
+                if version is None:
+                    log.info("scoring.retrain_skipped", round=done, reason="no new attempts")
+                    err.print(
+                        f"round {done}: no attempt added since the newest model; no new version",
+                        markup=False,
+                    )
+                else:
+                    log.info("scoring.retrained", round=done, version=version)
+                    _print_version(root, version, as_json)
+            if rounds is not None and done >= rounds:
+                return
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        err.print(f"stopped after {done} round(s)")
+
+
+def _print_version(root: Path, version: str | None, as_json: bool) -> None:
+    from dunwell.scoring.store import ModelStore
+
+    if version is None:
+        return
+    manifest = ModelStore(root).manifest(version)
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+    else:
+        _show(manifest)
+
+
+def _train_round(
+    root: Path,
+    history: list[Path] | None,
+    tenant: str | None,
+    days: int,
+    *,
+    skip_unchanged: bool,
+) -> str | None:
+    """One training: the new version, or None when `skip_unchanged` and the history is the
+    one the newest model learned from. Raises `_RoundFailed` when no model can be made from
+    what is there now; exits (code 2) on a setting that will never work."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dunwell.scoring.history import HistoryError, history_digest, read_history
+    from dunwell.scoring.model import NotEnoughHistory, train
+    from dunwell.scoring.store import ModelStore, ModelStoreError
+
     imported = [] if tenant else sorted((root / "history").glob("*.csv"))
     files = list(history or imported)
     if not files and not tenant:
@@ -184,31 +295,34 @@ def scoring_train(
             "or train on a tenant's own attempts with --tenant"
         )
         raise typer.Exit(2)
-    rows = [] if tenant is None else _tenant_history(tenant, days)
+    try:
+        rows = [] if tenant is None else _tenant_history(tenant, days)
+    except SQLAlchemyError as exc:
+        raise _RoundFailed(f"cannot read the tenant's attempts: {exc}") from None
     from_db = len(rows)
     for file in files:
         try:
             good, bad = read_history(file)
         except HistoryError as exc:
-            err.print(f"[red]cannot read[/]: {exc}")
-            raise typer.Exit(2) from None
+            raise _RoundFailed(f"cannot read: {exc}") from None
         if bad:
             err.print(f"{file}: {len(bad)} bad rows left out (dunwell history import shows why)")
         rows.extend(good)
     store = ModelStore(root)
+    if skip_unchanged and store.versions():
+        if store.manifest().get("history_digest") == history_digest(rows):
+            return None
     try:
         scorer, manifest = train(rows, version=store.next_version())
     except NotEnoughHistory as exc:
-        err.print(f"[red]cannot train[/]: {exc}")
-        raise typer.Exit(2) from None
+        raise _RoundFailed(f"cannot train: {exc}") from None
     manifest["history_files"] = [str(f) for f in files]
     if tenant is not None:
         manifest["history_tenant"] = {"tenant": tenant, "days": days, "attempts": from_db}
-    version = store.save(scorer, manifest)
-    if as_json:
-        typer.echo(json.dumps(store.manifest(version), indent=2, sort_keys=True))
-    else:
-        _show(store.manifest(version))
+    try:
+        return store.save(scorer, manifest)
+    except ModelStoreError as exc:
+        raise _RoundFailed(str(exc)) from None
 
 
 def _tenant_history(tenant: str, days: int) -> list[Any]:

@@ -549,3 +549,73 @@ def test_backtest_compares_a_policy_with_what_happened_with_an_interval(tmp_path
     assert runs["smart"]["past_schedule"] == runs["baseline-fixed"]["past_schedule"]
     unknown = _cli(tmp_path, "backtest", "--history", str(source), "--policy", "nope")
     assert unknown.returncode == 2 and "unknown policy 'nope'" in unknown.stderr
+
+
+def test_scheduled_retraining_adds_a_version_only_when_the_history_grew(tmp_path: Path) -> None:
+    first, second = tmp_path / "past.csv", tmp_path / "later.csv"
+    _history(first)
+    _history(second, cases=100, seed=2)
+    assert _cli(tmp_path, "history", "import", str(first)).returncode == 0
+    # Two rounds a second apart on the same history: one version, then a skipped round.
+    ran = _cli(tmp_path, "scoring", "train", "--every", "1s", "--rounds", "2", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert ModelStore(tmp_path / "models").versions() == ["0001"]
+    assert json.loads(ran.stdout)["version"] == "0001"
+    assert "round 2: no attempt added since the newest model" in ran.stderr
+    # New attempts imported meanwhile: the next round trains on them all.
+    assert _cli(tmp_path, "history", "import", str(second)).returncode == 0
+    ran = _cli(tmp_path, "scoring", "train", "--every", "1s", "--rounds", "1", "--json")
+    assert ran.returncode == 0, ran.stderr
+    manifest = json.loads(ran.stdout)
+    assert (manifest["version"], manifest["rows"]) == ("0002", 1200 + 300)
+    assert ModelStore(tmp_path / "models").versions() == ["0001", "0002"]
+
+
+def test_a_failed_round_is_logged_and_the_schedule_goes_on(tmp_path: Path) -> None:
+    small = tmp_path / "small.csv"
+    _history(small, cases=10)  # 30 attempts: too few to train on
+    ran = _cli(
+        tmp_path, "scoring", "train", "--history", str(small), "--every", "1s", "--rounds", "2"
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "round 1: cannot train: 30 attempts" in ran.stderr
+    assert "round 2: cannot train" in ran.stderr
+    assert "scoring.retrain_failed" in ran.stderr
+    assert ModelStore(tmp_path / "models").versions() == []
+    # Once, without a schedule, the same failure is the command's exit code.
+    once = _cli(tmp_path, "scoring", "train", "--history", str(small))
+    assert once.returncode == 2 and "cannot train: 30 attempts" in once.stderr
+
+
+def test_schedule_options_are_checked_before_any_round(tmp_path: Path) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=50)
+    for args, message in (
+        (("--rounds", "2"), "--rounds needs --every"),
+        (("--every", "soon"), "is not a duration"),
+        (("--every", "0s"), "longer than zero"),
+    ):
+        ran = _cli(tmp_path, "scoring", "train", "--history", str(source), *args)
+        assert ran.returncode == 2 and message in ran.stderr, (args, ran.stderr)
+    assert not (tmp_path / "models").exists() or ModelStore(tmp_path / "models").versions() == []
+    # No history configured at all can never work: the schedule stops at once.
+    ran = _cli(tmp_path, "scoring", "train", "--every", "1s", "--rounds", "3")
+    assert ran.returncode == 2 and "no history" in ran.stderr
+
+
+def test_a_version_half_written_is_never_seen(tmp_path: Path) -> None:
+    source = tmp_path / "past.csv"
+    _history(source)
+    rows, _ = read_history(source)
+    scorer, manifest = train(rows)
+    root = tmp_path / "models"
+    store = ModelStore(root)
+    # What a training killed while writing leaves: a hidden folder, manifest included.
+    stale = root / ".0001.partial"
+    stale.mkdir(parents=True)
+    (stale / "manifest.json").write_text("{")
+    assert store.versions() == []
+    assert NewestModel(root).current() is None
+    assert store.save(scorer, manifest) == "0001"
+    assert store.versions() == ["0001"] and not stale.exists()
+    assert NewestModel(root).current() is not None

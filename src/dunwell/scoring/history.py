@@ -27,8 +27,9 @@ carry a time zone, and a float amount is refused like "19.99" (money is integer 
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,14 @@ class HistoryRow:
 
 
 COLUMNS = tuple(f.name for f in fields(HistoryRow))
+
+
+def history_digest(rows: Iterable[HistoryRow]) -> str:
+    """A fingerprint of a training history, whatever its order: equal when no attempt was
+    added, changed or dropped (a scheduled retraining skips a round that would learn the
+    same thing again)."""
+    lines = sorted("\x1f".join(str(v) for v in astuple(row)) for row in rows)
+    return hashlib.sha256("\x1e".join(lines).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from dunwell.domain.lanes import CUSTOMER_ACTION_LANES
 from dunwell.domain.scoring import CATEGORICAL, FEATURE_NAMES, RetryFeatures
 from dunwell.scoring.features import history_features
-from dunwell.scoring.history import HistoryRow
+from dunwell.scoring.history import HistoryRow, history_digest
 
 MAX_CATEGORIES = 200  # per categorical feature; rarer values count as unknown
 VALIDATION_SHARE = 0.25
@@ -314,6 +314,7 @@ def _train(
         "cases": len({r.case_id for r in rows}),
         "history_from": rows[0].attempted_at.isoformat(),
         "history_to": rows[-1].attempted_at.isoformat(),
+        "history_digest": history_digest(rows),
         "features": list(FEATURE_NAMES),
         "categorical": sorted(CATEGORICAL),
         "model": "sklearn.ensemble.HistGradientBoostingClassifier",

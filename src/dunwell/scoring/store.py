@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +40,35 @@ class ModelStore:
     def versions(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if not p.name.startswith(".") and (p / MANIFEST).is_file()
+        )
 
     def next_version(self) -> str:
         numbers = [int(v) for v in self.versions() if v.isdigit()]
         return f"{(max(numbers) if numbers else 0) + 1:04d}"
 
     def save(self, scorer: LearnedScorer, manifest: dict[str, Any]) -> str:
+        """Write the version in a hidden folder, then rename it into place: a running service
+        (`NewestModel`) never sees a version half written, whenever it looks."""
         version = self.next_version()
         folder = self.root / version
-        folder.mkdir(parents=True)
+        partial = self.root / f".{version}.partial"
+        if partial.exists():
+            shutil.rmtree(partial)  # left by a training killed mid-write
+        partial.mkdir(parents=True)
         scorer.version = version
         payload = pickle.dumps(scorer)
-        (folder / MODEL).write_bytes(payload)
+        (partial / MODEL).write_bytes(payload)
         manifest = {**manifest, "version": version, "sha256": hashlib.sha256(payload).hexdigest()}
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        try:
+            partial.rename(folder)
+        except OSError as exc:  # another training saved this version number first
+            shutil.rmtree(partial, ignore_errors=True)
+            raise ModelStoreError(f"cannot save model version {version}: {exc}") from None
         return version
 
     def manifest(self, version: str | None = None) -> dict[str, Any]:
