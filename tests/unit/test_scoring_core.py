@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from dunwell.domain.case import ActionType
+from dunwell.domain.case import ActionType, Attempt, AttemptStatus
 from dunwell.domain.decide import decide
 from dunwell.domain.decision import Context
 from dunwell.domain.events import (
@@ -27,8 +27,11 @@ from dunwell.domain.scoring import (
     RetryFeatures,
     best_time,
     candidate_times,
+    learned_retry_at,
+    pay_note,
     retry_features,
 )
+from dunwell.domain.timing import RetryTime
 from dunwell.policies import load_policies
 
 pytestmark = pytest.mark.unit
@@ -479,3 +482,42 @@ def test_the_probability_floor_is_validated(floor: object) -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy(data)
     assert "timing.learned_min_probability" in "\n".join(caught.value.problems)
+
+
+def test_a_decline_on_a_payday_steers_the_next_funds_retry_to_another_calendar() -> None:
+    opened = datetime(2025, 6, 10, 9, tzinfo=UTC)  # a Tuesday, in Berlin
+
+    def p(f: RetryFeatures) -> float:  # likely only once a still-open calendar has paid
+        return 0.6 if f.pay_calendars_open == 3 and f.open_calendars_paid_share > 0 else 0.05
+
+    scorer = TableScorer(p)
+    case = decide(None, _failed(opened), ABSOLUTE_300, opened, Context("t", scorer=scorer)).case
+    # Declined on Friday 13 June, 10:00 in Berlin: a Friday, and the 15th's payday (a
+    # Sunday) paid early. Weekly, one biweekly phase and semimonthly are out; the other
+    # biweekly phase (Friday 20 June), the 1st and the last business day are left.
+    declined = datetime(2025, 6, 13, 8, tzinfo=UTC)
+    attempt = Attempt(
+        id="att_1",
+        number=1,
+        credential_key=case.payment_method.credential_key,
+        provider="stripe",
+        payment_method_token="pm_1",
+        started_at=declined,
+        status=AttemptStatus.FAILED,
+        finished_at=declined,
+    )
+    case = replace(case, attempts=(attempt,), last_failure_at=declined, failures=2, plan=())
+    now = declined + timedelta(minutes=1)
+    funds = ABSOLUTE_300.lane(Lane.RETRY_AFTER_FUNDS)
+    retry = learned_retry_at(case, funds, ABSOLUTE_300.timing, now, scorer)
+    assert isinstance(retry, RetryTime)
+    assert retry.due_at.astimezone(BERLIN).date() == date(2025, 6, 20)
+    assert (
+        "declines on paydays leave 3 of 6 usual pay calendars (biweekly_" in retry.reason
+        and "monthly_1st, monthly_last_business_day); 1 of them paid 0 day(s) before"
+        in retry.reason
+    )
+    # A decline on another card (before the customer changed it) says nothing of this one.
+    other = replace(attempt, credential_key="another card")
+    fresh = replace(case, attempts=(other,))
+    assert pay_note(fresh, retry.due_at) is None

@@ -20,8 +20,10 @@ from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from dunwell.domain.case import RecoveryCase
+from dunwell.domain.case import AttemptStatus, RecoveryCase
 from dunwell.domain.durations import format_duration
+from dunwell.domain.lanes import Lane
+from dunwell.domain.pay_calendars import calendar_names, open_calendars, pay_evidence
 from dunwell.domain.policy import Align, LanePolicy, Timing
 from dunwell.domain.timing import RetryTime, customer_zone, likely_paydays
 
@@ -43,6 +45,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "hours_since_last_try",
     "fridays_since_last_try",
     "month_paydays_since_last_try",
+    "pay_calendars_open",
+    "open_calendars_paid_share",
+    "days_since_open_payday",
 )
 CATEGORICAL: frozenset[str] = frozenset({"lane", "code", "brand", "country", "segment"})
 
@@ -72,6 +77,13 @@ class RetryFeatures:
     hours_since_last_try: float = 0.0
     fridays_since_last_try: int = 0
     month_paydays_since_last_try: int = 0
+    # What the case's own declines say of the customer's pay calendar (`pay_calendars`): a
+    # charge declined on a payday says that payday is not theirs. How many common calendars
+    # are left, the share of them that paid since the last try, and the days since the
+    # newest such payday (-1: none).
+    pay_calendars_open: int = 0
+    open_calendars_paid_share: float = 0.0
+    days_since_open_payday: int = -1
 
     def values(self) -> tuple[str | int | float, ...]:
         d = asdict(self)
@@ -91,14 +103,22 @@ def retry_features(
     country: str | None,
     segment: str | None,
     last_try_at: datetime | None = None,
+    declined_at: Sequence[datetime] = (),
 ) -> RetryFeatures:
+    """`declined_at`: this card's declined charges since the failure that opened the case,
+    before `at` (the last of them is usually `last_try_at`)."""
     zone = customer_zone(timezone)
     local = at.astimezone(zone)
     day = local.date()
     where = (country or "").strip().upper()
     since, to = _payday_distance(day, where)
     last = failed_at if last_try_at is None or last_try_at < failed_at else last_try_at
-    fridays, month_paydays = _paydays_between(last.astimezone(zone).date(), day, where)
+    last_day = last.astimezone(zone).date()
+    fridays, month_paydays = _paydays_between(last_day, day, where)
+    declined = tuple(sorted({d.astimezone(zone).date() for d in declined_at if failed_at < d < at}))
+    still, paid_share, since_open = pay_evidence(
+        failed_at.astimezone(zone).date(), declined, last_day, day, where
+    )
     return RetryFeatures(
         lane=lane,
         code=(code or "").strip().lower(),
@@ -116,6 +136,9 @@ def retry_features(
         hours_since_last_try=round(max((at - last).total_seconds(), 0.0) / 3600, 2),
         fridays_since_last_try=fridays,
         month_paydays_since_last_try=month_paydays,
+        pay_calendars_open=still,
+        open_calendars_paid_share=paid_share,
+        days_since_open_payday=since_open,
     )
 
 
@@ -242,6 +265,41 @@ def case_features_at(case: RecoveryCase, at: datetime) -> RetryFeatures:
         country=case.customer.country,
         segment=case.customer.segment,
         last_try_at=case.last_failure_at,
+        declined_at=_declined_on_card(case),
+    )
+
+
+def _declined_on_card(case: RecoveryCase) -> tuple[datetime, ...]:
+    """When dunwell's charges on the case's current card were declined."""
+    key = case.payment_method.credential_key
+    return tuple(
+        a.started_at
+        for a in case.attempts
+        if a.status is AttemptStatus.FAILED and a.credential_key == key
+    )
+
+
+def pay_note(case: RecoveryCase, at: datetime) -> str | None:
+    """What the case's declines say of the customer's pay calendar, for a funds-lane retry's
+    explanation; None until a decline on a payday has closed a calendar."""
+    if case.lane is not Lane.RETRY_AFTER_FUNDS:
+        return None
+    zone = customer_zone(case.customer.timezone)
+    country = (case.customer.country or "").strip().upper()
+    failed = case.opened_at.astimezone(zone).date()
+    declined = tuple(sorted({d.astimezone(zone).date() for d in _declined_on_card(case)}))
+    still = open_calendars(failed, declined, country)
+    every = calendar_names(country)
+    if len(still) == len(every):
+        return None
+    last = max(declined) if declined else failed
+    _, share, since = pay_evidence(failed, declined, last, at.astimezone(zone).date(), country)
+    paid = round(share * len(still))
+    named = ", ".join(still) if still else "none"
+    tail = f"{paid} of them paid {since} day(s) before" if paid else "none of them paid since"
+    return (
+        f"declines on paydays leave {len(still)} of {len(every)} usual pay calendars "
+        f"({named}); {tail}" + ("" if paid else " the last try")
     )
 
 
@@ -387,6 +445,9 @@ def learned_retry_at(
     depth = scorer.depth_note(case.lane.value, n + 1)
     if depth is not None:
         reason += f"; {depth}"
+    pay = pay_note(case, choice.at)
+    if pay is not None:
+        reason += f"; {pay}"
     if skipped:
         reason += (
             f"; {len(skipped)} earlier window(s) skipped as not worth a charge (the bar: {bar.why})"

@@ -20,9 +20,12 @@ from dunwell.scoring.history import HistoryRow
 from dunwell.sim.log import Entry, Kind, Outcome
 
 
-def row_features(row: HistoryRow, last_try_at: datetime | None = None) -> RetryFeatures:
+def row_features(
+    row: HistoryRow, last_try_at: datetime | None = None, declined_at: Sequence[datetime] = ()
+) -> RetryFeatures:
     """The features of one past attempt; `last_try_at` is the previous decline on the card
-    (None: the failure that opened the case), as `history_features` finds it."""
+    (None: the failure that opened the case) and `declined_at` all of them, as
+    `history_features` finds them."""
     return retry_features(
         lane=row.lane,
         code=row.decline_code,
@@ -35,19 +38,23 @@ def row_features(row: HistoryRow, last_try_at: datetime | None = None) -> RetryF
         country=row.country or None,
         segment=row.segment or None,
         last_try_at=last_try_at,
+        declined_at=declined_at,
     )
 
 
 def history_features(rows: Sequence[HistoryRow]) -> list[RetryFeatures]:
-    """Features of every row, in order, each knowing its case's previous attempt: the last
-    earlier row of the same case (all earlier attempts in a case were declines)."""
-    previous: dict[str, datetime] = {}
-    last: dict[int, datetime | None] = {}
+    """Features of every row, in order, each knowing its case's earlier attempts: the
+    earlier rows of the same case (all earlier attempts in a case were declines)."""
+    previous: dict[str, list[datetime]] = defaultdict(list)
+    earlier: dict[int, tuple[datetime, ...]] = {}
     for index in sorted(range(len(rows)), key=lambda i: (rows[i].case_id, rows[i].attempted_at)):
         row = rows[index]
-        last[index] = previous.get(row.case_id)
-        previous[row.case_id] = row.attempted_at
-    return [row_features(row, last[i]) for i, row in enumerate(rows)]
+        earlier[index] = tuple(previous[row.case_id])
+        previous[row.case_id].append(row.attempted_at)
+    return [
+        row_features(row, earlier[i][-1] if earlier[i] else None, earlier[i])
+        for i, row in enumerate(rows)
+    ]
 
 
 def history_from_sim(log: Sequence[Entry], cases: Iterable[RecoveryCase]) -> list[HistoryRow]:
