@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -71,10 +72,11 @@ def build(
     sessions = make_sessionmaker(engine)
     metrics = Metrics()
     metrics.watch_backlog(sessions, clock.now)
+    scorers = None if scorer is None else _same_for_all(scorer)
     if scorer is None and settings.model_dir is not None:
-        from dunwell.scoring.live import NewestModel  # scikit-learn only when models are used
+        from dunwell.scoring.live import TenantModels  # scikit-learn only when models are used
 
-        scorer = NewestModel(settings.model_dir)
+        scorers = TenantModels(settings.model_dir).for_tenant
     if providers is None:
         fallback: PaymentProvider = (
             HttpSimProvider(settings.sim_psp_url) if settings.sim_psp_url else SimulatedProcessor()
@@ -94,7 +96,7 @@ def build(
         access or LogAccessGate(),
         routing if routing is not None else load_routing(settings.routing_file),
         breaker or CircuitBreaker(),
-        scorer,
+        scorers,
     )
     return Services(settings, engine, sessions, clock, book, ingest, runner, tenants)
 
@@ -143,7 +145,7 @@ def build_in_memory(
         access,
         routing if routing is not None else load_routing(settings.routing_file),
         breaker or CircuitBreaker(),
-        scorer,
+        None if scorer is None else _same_for_all(scorer),
     )
     return MemoryServices(settings, store, clock, book, ingest, runner, tenants)
 
@@ -158,7 +160,7 @@ def _engine(
     access: AccessGate,
     routing: dict[str, Routing],
     breaker: CircuitBreaker,
-    scorer: RetryScorer | None,
+    scorers: Callable[[str], RetryScorer | None] | None,
 ) -> tuple[PolicyBook, Ingest, ActionRunner]:
     """Ingest and the action runner on whatever store `tenants` reads: one wiring for both."""
     book = PolicyBook(load_policies(settings.policy_dir), settings.default_policy)
@@ -175,10 +177,15 @@ def _engine(
         tenants,
         routing=routing,
         breaker=breaker,
-        scorer=scorer,
+        scorers=scorers,
     )
     runner = ActionRunner(ingest, providers, notifier, access, clock, breaker=breaker)
     return book, ingest, runner
+
+
+def _same_for_all(scorer: RetryScorer) -> Callable[[str], RetryScorer]:
+    """One model for every tenant: the one the caller (simulator, tests) trained."""
+    return lambda _tenant_id: scorer
 
 
 def hash_api_key(key: str) -> str:

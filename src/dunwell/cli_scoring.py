@@ -5,10 +5,12 @@
     dunwell scoring train --history FILE train on one file directly
     dunwell scoring train --tenant T --every 24h
                                          retrain on the tenant's own attempts every day
-    dunwell scoring show [--version V]   a model's manifest: metrics, calibration, importances
+    dunwell scoring show [--version V] [--tenant T]
+                                         a model's manifest: metrics, calibration, importances
 
 Models and imported history live under DUNWELL_MODEL_DIR (default ./models): `history/` holds
-the imported files, `0001/`, `0002/`, ... the model versions. See docs/scoring.md.
+the imported files, `0001/`, `0002/`, ... the versions trained on them, `tenants/T/0001/`, ...
+those trained on tenant T's own attempts, which time T's retries only. See docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -38,8 +40,24 @@ ModelDir = Annotated[
 ]
 
 
+TenantOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant", help="the models trained on this tenant's own attempts (scoring train --tenant)"
+    ),
+]
+
+
 def _root(model_dir: Path | None) -> Path:
     return model_dir or Settings().model_dir or Path("models")
+
+
+def _models(model_dir: Path | None, tenant: str | None) -> Path:
+    """The folder of the versions in question: a tenant's own, or those trained on imports."""
+    from dunwell.scoring.store import tenant_model_dir
+
+    root = _root(model_dir)
+    return root if tenant is None else tenant_model_dir(root, tenant)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +71,7 @@ def backtest_command(
     policy: Annotated[str, typer.Option(help="a policy name (dunwell policy list) or a YAML file")],
     version: Annotated[str | None, typer.Option(help="model version (default: the newest)")] = None,
     model_dir: ModelDir = None,
+    tenant: TenantOption = None,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
@@ -76,7 +95,7 @@ def backtest_command(
         raise typer.Exit(2) from None
     try:
         rows, bad = read_history(history)
-        scorer = ModelStore(_root(model_dir)).load(version)
+        scorer = ModelStore(_models(model_dir, tenant)).load(version)
     except (HistoryError, ModelStoreError) as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(2) from None
@@ -165,7 +184,8 @@ def scoring_train(
         str | None,
         typer.Option(
             help="train on the attempts dunwell made for this tenant (DUNWELL_DATABASE_URL), "
-            "besides any --history file"
+            "besides any --history file; the versions go to the tenant's own folder and time "
+            "its retries only"
         ),
     ] = None,
     days: Annotated[
@@ -188,7 +208,7 @@ def scoring_train(
     """Train a new model version on the history; its validation metrics go beside it."""
     from dunwell.domain.durations import parse_duration
 
-    root = _root(model_dir)
+    root = _models(model_dir, tenant)  # with --tenant, only its own attempts and --history
     if every is None:
         if rounds is not None:
             err.print("--rounds needs --every")
@@ -349,6 +369,7 @@ def _tenant_history(tenant: str, days: int) -> list[Any]:
 def scoring_show(
     version: Annotated[str | None, typer.Option(help="default: the newest")] = None,
     model_dir: ModelDir = None,
+    tenant: TenantOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest")] = False,
     chart: Annotated[
         Path | None,
@@ -358,7 +379,7 @@ def scoring_show(
     """A model version's manifest: rows, AUC, calibration, feature importances."""
     from dunwell.scoring.store import ModelStore, ModelStoreError
 
-    store = ModelStore(_root(model_dir))
+    store = ModelStore(_models(model_dir, tenant))
     try:
         manifest = store.manifest(version)
     except ModelStoreError as exc:

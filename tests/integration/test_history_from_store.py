@@ -1,18 +1,29 @@
 """Training on a deployment's own attempts: what the engine stored becomes history rows,
-and `dunwell scoring train --tenant` trains a model version on them."""
+`dunwell scoring train --tenant` trains a model version on them in the tenant's own folder,
+and a running service times each tenant's retries with its own model (or, without one, with
+the model trained on imported history, or the cold-start rules)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import random
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from dunwell.bootstrap import build, ensure_tenant
+from dunwell.providers.base import ProviderRegistry
 from dunwell.scoring.from_store import history_from_store
+from dunwell.scoring.history import COLUMNS, read_history
+from dunwell.scoring.model import train
+from dunwell.scoring.store import ModelStore, tenant_model_dir
+from dunwell.settings import Settings
+from dunwell.store.unit_of_work import UnitOfWork
 from factories import card_updated_body, failed_body, post, skip_until
 
 pytestmark = pytest.mark.integration
@@ -99,7 +110,101 @@ def test_scoring_train_from_a_tenants_own_attempts(services, clock, database_url
     assert len(rows) == 30 * 5 + 30  # the default's five retries of do_not_honor; one each
     assert manifest["history_tenant"] == {"tenant": "acme", "days": 3650, "attempts": len(rows)}
     assert manifest["rows"] == len(rows) and manifest["approved"] == 30
-    assert (tmp_path / manifest["version"] / "model.pkl").is_file()
+    # In the tenant's own folder: its attempts time its retries only, no other tenant's.
+    assert (tmp_path / "tenants" / "acme" / manifest["version"] / "model.pkl").is_file()
+    assert ModelStore(tmp_path).versions() == []
 
     unknown = train("--tenant", "nobody")
     assert unknown.returncode == 2 and "no tenant 'nobody'" in unknown.stderr
+
+
+def _model(folder: Path, history: Path, seed: int) -> str:
+    """A model version in `folder`, trained on 400 issuer declines retried up to 3 times."""
+    rng = random.Random(seed)
+    with history.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for i in range(400):
+            failed = datetime(2026, 6, 1, tzinfo=UTC) + timedelta(hours=5 * i)
+            for n in range(1, 4):
+                at = failed + timedelta(days=n, hours=rng.randrange(24))
+                writer.writerow(
+                    {
+                        "case_id": f"h{seed}_{i}",
+                        "first_failed_at": failed.isoformat(),
+                        "attempted_at": at.isoformat(),
+                        "attempt_number": n,
+                        "outcome": "approved" if rng.random() < 0.35 else "declined",
+                        "amount_minor": 1999,
+                        "currency": "EUR",
+                        "decline_code": "do_not_honor",
+                        "card_brand": "visa",
+                        "country": "DE",
+                        "timezone": "Europe/Berlin",
+                        "segment": "consumer",
+                    }
+                )
+    rows, bad = read_history(history)
+    assert not bad
+    return ModelStore(folder).save(*train(rows))
+
+
+def _first_retry_rule(database_url, clock, processor, root: Path, n: int) -> dict[str, str]:
+    """A fresh service over `root`; one issuer decline each for acme and beta, both on
+    `smart`: the rule that timed each one's first retry."""
+    services = build(
+        Settings(database_url=database_url, model_dir=root),
+        clock=clock,
+        providers=ProviderRegistry({}, fallback=processor),
+    )
+    try:
+        rules = {}
+        for tenant in ("acme", "beta"):
+            ensure_tenant(services, tenant, tenant.title(), None, policy="smart")
+            body = failed_body(
+                f"evt_{tenant}_{n}",
+                clock.now(),
+                invoice=f"in_{tenant}_{n}",
+                customer=f"cus_{tenant}_{n}",
+                token="pm_decline_do_not_honor",
+                code="do_not_honor",
+            )
+            case_id = post(services, body, tenant=tenant).case_ids[0]
+            with UnitOfWork(services.sessions) as uow:
+                retry = next(a for a in uow.actions.for_case(case_id) if a.type == "retry")
+            rules[tenant] = retry.rule
+        return rules
+    finally:
+        services.close()
+
+
+def test_each_tenant_is_timed_by_the_model_trained_on_its_own_attempts(
+    database_url, clock, processor, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    assert _model(tenant_model_dir(root, "acme"), tmp_path / "acme.csv", seed=1) == "0001"
+    # Only acme has learned anything: beta's retry follows the cold-start rules.
+    rules = _first_retry_rule(database_url, clock, processor, root, 1)
+    assert rules["acme"].endswith("+ model 0001"), rules
+    assert "model" not in rules["beta"], rules
+    # Models trained on imported history (the folder itself) time the tenants without their
+    # own; acme keeps its own, though the shared one is newer.
+    for seed in (2, 3):
+        _model(root, tmp_path / f"imported{seed}.csv", seed)
+    rules = _first_retry_rule(database_url, clock, processor, root, 2)
+    assert rules["beta"].endswith("+ model 0002"), rules
+    assert rules["acme"].endswith("+ model 0001"), rules
+    # The two differ, so the rule's version is not a coincidence of numbering.
+    own = ModelStore(tenant_model_dir(root, "acme")).manifest()
+    shared = ModelStore(root).manifest()
+    assert own["sha256"] != shared["sha256"]
+
+
+def test_a_tenant_id_is_one_folder_inside_the_model_folder(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    for tenant in ("acme", "..", "../../etc", "a/b", "shop.example", "名前"):
+        folder = tenant_model_dir(root, tenant)
+        assert folder.parent == root / "tenants", tenant
+        assert folder.name not in (".", "..") and "/" not in folder.name, tenant
+    # Quoting is one-to-one: an id that looks like a quoted one gets its own folder.
+    assert tenant_model_dir(root, "a.b") != tenant_model_dir(root, "a%2Eb")

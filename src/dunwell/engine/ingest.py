@@ -6,6 +6,7 @@ without its state).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -85,11 +86,13 @@ class Ingest:
         tenants: TenantCache | None = None,
         routing: dict[str, Routing] | None = None,
         breaker: CircuitBreaker | None = None,
-        scorer: RetryScorer | None = None,
+        scorers: Callable[[str], RetryScorer | None] | None = None,
     ) -> None:
         # Opens a unit of work: SQLAlchemy's, or the simulator's in-memory store's.
         self.units = units
-        self.scorer = scorer  # the learned retry model, if one is trained (else cold start)
+        # A tenant's learned retry model, if one is trained (else cold start): each tenant's
+        # own attempts make its own model (scoring/live.py).
+        self.scorers = scorers
         self.policies = policies
         self.clock = clock
         self.limits = limits or NetworkLimits()
@@ -241,7 +244,7 @@ class Ingest:
             taxonomy=builtin_taxonomy(),
             routing=routing,
             paused_providers=self.breaker.paused(now),
-            scorer=self.scorer,
+            scorer=None if self.scorers is None else self.scorers(tenant_id),
             history=_history(uow, tenant_id, case, event, policy, now),
         )
         return decide(case, event, policy, now, ctx)

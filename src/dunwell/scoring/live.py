@@ -1,11 +1,16 @@
 """The newest model in the model folder, picked up by a running service without a restart.
 
-Retraining is a batch job (`dunwell scoring train --tenant T`, from cron or a systemd timer):
-it adds a version folder. A service holds a `NewestModel`, which looks for a newer version at
-most once a `check_every` and swaps it in between decisions; every retry it times names the
-version it used, so the audit trail shows when the switch happened. A version that does not
-load (a half-copied folder, features of another dunwell) is logged and skipped: the model in
-use stays, and without one the core keeps its cold-start rules (`rows` is 0).
+Retraining is a batch job (`dunwell scoring train --tenant T`, on a schedule with `--every`,
+or from cron): it adds a version folder. A service holds a `NewestModel` per folder, which
+looks for a newer version at most once a `check_every` and swaps it in between decisions;
+every retry it times names the version it used, so the audit trail shows when the switch
+happened. A version that does not load (a half-copied folder, features of another dunwell)
+is logged and skipped: the model in use stays, and without one the core keeps its
+cold-start rules (`rows` is 0).
+
+Tenants do not share what they learned: a model trained on one tenant's attempts lives in
+that tenant's folder (`tenant_model_dir`) and times that tenant's retries only. A tenant
+without one uses the models of the folder itself, trained on imported history.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import structlog
 
 from dunwell.domain.scoring import RetryFeatures
 from dunwell.scoring.model import LearnedScorer
-from dunwell.scoring.store import ModelStore, ModelStoreError
+from dunwell.scoring.store import ModelStore, ModelStoreError, tenant_model_dir
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +53,19 @@ class NewestModel:
                 self._tried = newest
                 try:
                     self._model = self._store.load(newest)
-                    log.info("scoring.model_loaded", version=newest, rows=self._model.rows)
+                    log.info(
+                        "scoring.model_loaded",
+                        folder=str(self._store.root),
+                        version=newest,
+                        rows=self._model.rows,
+                    )
                 except ModelStoreError as exc:
-                    log.error("scoring.model_refused", version=newest, error=str(exc))
+                    log.error(
+                        "scoring.model_refused",
+                        folder=str(self._store.root),
+                        version=newest,
+                        error=str(exc),
+                    )
         return self._model
 
     @property
@@ -77,3 +92,28 @@ class NewestModel:
     def depth_note(self, lane: str, attempt_number: int) -> str | None:
         model = self.current()
         return None if model is None else model.depth_note(lane, attempt_number)
+
+
+class TenantModels:
+    """Per tenant, the newest model trained on its own attempts; until it has one (or when
+    none of its versions loads), the newest model trained on imported history in `root`."""
+
+    def __init__(
+        self,
+        root: Path,
+        check_every: timedelta = timedelta(minutes=1),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._root = root
+        self._every = check_every
+        self._monotonic = monotonic
+        self._shared = NewestModel(root, check_every, monotonic)
+        self._own: dict[str, NewestModel] = {}
+
+    def for_tenant(self, tenant_id: str) -> NewestModel:
+        own = self._own.get(tenant_id)
+        if own is None:
+            folder = tenant_model_dir(self._root, tenant_id)
+            # setdefault: two threads asking at once keep one and the same model.
+            own = self._own.setdefault(tenant_id, NewestModel(folder, self._every, self._monotonic))
+        return own if own.current() is not None else self._shared

@@ -5,6 +5,7 @@
                            calibration bins, feature importances), the file's SHA-256
       0001/model.pkl       the fitted scorer (pickle: load only models you trained)
       0002/...
+      tenants/acme/0001/...   trained on tenant acme's own attempts (scoring train --tenant)
 
 The newest version is the one in use unless a version is asked for. A model whose file does
 not match the manifest's hash is refused.
@@ -18,6 +19,7 @@ import pickle
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 
@@ -31,6 +33,12 @@ MANIFEST, MODEL = "manifest.json", "model.pkl"
 
 class ModelStoreError(ValueError):
     pass
+
+
+def tenant_model_dir(root: Path, tenant_id: str) -> Path:
+    """The folder of the models trained on one tenant's own attempts. Tenant ids are free
+    text; quoted (dots too) each is one safe folder name, never `..` or a path."""
+    return root / "tenants" / quote(tenant_id, safe="").replace(".", "%2E")
 
 
 class ModelStore:
