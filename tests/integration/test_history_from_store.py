@@ -113,6 +113,14 @@ def test_scoring_train_from_a_tenants_own_attempts(services, clock, database_url
     # In the tenant's own folder: its attempts time its retries only, no other tenant's.
     assert (tmp_path / "tenants" / "acme" / manifest["version"] / "model.pkl").is_file()
     assert ModelStore(tmp_path).versions() == []
+    show = subprocess.run(
+        [DUNWELL, "scoring", "show", "--model-dir", str(tmp_path), "--tenant", "acme", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert show.returncode == 0, show.stderr
+    assert json.loads(show.stdout)["history_tenant"]["tenant"] == "acme"
 
     unknown = train("--tenant", "nobody")
     assert unknown.returncode == 2 and "no tenant 'nobody'" in unknown.stderr
