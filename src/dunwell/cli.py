@@ -120,7 +120,9 @@ def run(
     # order below and the process exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    retrainer = None
     try:
+        retrainer = _retrainer(services, settings)
         with _durable_worker(services, settings, "run"):
             uvicorn.run(
                 create_app(services),
@@ -130,7 +132,42 @@ def run(
                 timeout_graceful_shutdown=10,
             )
     finally:
+        if retrainer is not None:
+            retrainer.stop()
         services.close()
+
+
+def _retrainer(services, settings: Settings):  # type: ignore[no-untyped-def]
+    """The embedded default retrains each learning tenant's model itself (scoring/retrain.py),
+    in a background thread; a deployment of several processes runs `dunwell scoring train
+    --all-tenants --every 24h` once instead, and sets DUNWELL_RETRAIN_EVERY=off here."""
+    from dunwell.domain.durations import parse_duration
+
+    text = settings.retrain_every.strip().lower()
+    if text in ("", "off"):
+        return None
+    try:
+        every = parse_duration(text)
+    except ValueError as exc:
+        err.print(f"[red]cannot start[/]: DUNWELL_RETRAIN_EVERY: {exc} (or off)")
+        raise typer.Exit(1) from None
+    from dunwell.scoring.retrain import Retrainer, retrain_tenants
+
+    root = services.settings.model_dir or Path("models")
+    retrainer = Retrainer(
+        every,
+        lambda: retrain_tenants(
+            root,
+            services.sessions,
+            services.policies.policies,
+            services.policies.default_name,
+            settings.retrain_days,
+            services.clock.now(),
+        ),
+    )
+    retrainer.start()
+    err.print(f"retraining each learning tenant's model every {text} into {root}")
+    return retrainer
 
 
 @contextlib.contextmanager

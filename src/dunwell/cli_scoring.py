@@ -16,6 +16,7 @@ those trained on tenant T's own attempts, which time T's retries only. See docs/
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -188,8 +189,19 @@ def scoring_train(
             "its retries only"
         ),
     ] = None,
+    all_tenants: Annotated[
+        bool,
+        typer.Option(
+            "--all-tenants",
+            help="train every tenant whose policies use the model (align: learned) on its own "
+            "attempts, each into its own folder",
+        ),
+    ] = False,
     days: Annotated[
-        int, typer.Option(min=1, max=3650, help="with --tenant: cases opened in the last N days")
+        int,
+        typer.Option(
+            min=1, max=3650, help="with --tenant or --all-tenants: cases opened in the last N days"
+        ),
     ] = 365,
     model_dir: ModelDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest")] = False,
@@ -206,20 +218,53 @@ def scoring_train(
     ] = None,
 ) -> None:
     """Train a new model version on the history; its validation metrics go beside it."""
-    from dunwell.domain.durations import parse_duration
+    from dunwell.scoring.retrain import RoundFailed  # scikit-learn only when it trains
 
+    if rounds is not None and every is None:
+        err.print("--rounds needs --every")
+        raise typer.Exit(2)
+    if all_tenants and (tenant is not None or history):
+        err.print("--all-tenants trains each tenant on its own attempts: no --tenant or --history")
+        raise typer.Exit(2)
+    seconds = None if every is None else _seconds(every)
+    if all_tenants:
+        if not _schedule(_all_tenants_round(_root(model_dir), days, as_json), seconds, rounds):
+            raise typer.Exit(1)  # once (from cron): a tenant that failed is the exit code
+        return
     root = _models(model_dir, tenant)  # with --tenant, only its own attempts and --history
-    if every is None:
-        if rounds is not None:
-            err.print("--rounds needs --every")
-            raise typer.Exit(2)
+    if seconds is None:
         try:
             version = _train_round(root, history, tenant, days, skip_unchanged=False)
-        except _RoundFailed as exc:
+        except RoundFailed as exc:
             err.print(str(exc), markup=False)
             raise typer.Exit(2) from None
         _print_version(root, version, as_json)
         return
+
+    def one(done: int) -> bool:
+        try:
+            version = _train_round(root, history, tenant, days, skip_unchanged=True)
+        except RoundFailed as exc:
+            log.error("scoring.retrain_failed", round=done, error=str(exc))
+            err.print(f"round {done}: {exc}; the model in use stays", markup=False)
+            return False
+        if version is None:
+            log.info("scoring.retrain_skipped", round=done, reason="no new attempts")
+            err.print(
+                f"round {done}: no attempt added since the newest model; no new version",
+                markup=False,
+            )
+        else:
+            log.info("scoring.retrained", round=done, version=version)
+            _print_version(root, version, as_json)
+        return True
+
+    _schedule(one, seconds, rounds)
+
+
+def _seconds(every: str) -> float:
+    from dunwell.domain.durations import parse_duration
+
     text = every.strip()
     try:  # a policy's durations, or seconds (a schedule in tests and demos)
         seconds = float(text[:-1]) if text[:-1].isdigit() and text.endswith("s") else None
@@ -230,52 +275,65 @@ def scoring_train(
     if seconds <= 0:
         err.print("--every must be longer than zero")
         raise typer.Exit(2)
-    _schedule(root, history, tenant, days, seconds, rounds, as_json)
+    return seconds
 
 
-class _RoundFailed(Exception):
-    """One training round could not make a model; what the user should know is the text."""
+def _all_tenants_round(root: Path, days: int, as_json: bool) -> Callable[[int], bool]:
+    """One round over every learning tenant (scoring/retrain.py); each tenant's outcome on
+    stderr, and one JSON object a round on stdout with --json. False: a tenant failed (not
+    one with too few attempts yet, which is normal) or the database could not be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dunwell.bootstrap import build
+    from dunwell.scoring.retrain import retrain_tenants
+
+    def one(done: int) -> bool:
+        services = build(Settings())
+        try:
+            outcomes = retrain_tenants(
+                root,
+                services.sessions,
+                services.policies.policies,
+                services.policies.default_name,
+                days,
+                services.clock.now(),
+            )
+        except SQLAlchemyError as exc:
+            log.error("scoring.retrain_failed", round=done, error=str(exc))
+            err.print(f"round {done}: cannot read the tenants: {exc}", markup=False)
+            return False
+        finally:
+            services.close()
+        if as_json:
+            typer.echo(json.dumps({"round": done, "tenants": outcomes}, sort_keys=True))
+        if not outcomes:
+            err.print(f"round {done}: no tenant's policy uses the model (align: learned)")
+        for name, outcome in outcomes.items():
+            err.print(f"round {done}: {name}: {outcome}", markup=False)
+        return not any(o.startswith("failed") for o in outcomes.values())
+
+    return one
 
 
-def _schedule(
-    root: Path,
-    history: list[Path] | None,
-    tenant: str | None,
-    days: int,
-    seconds: float,
-    rounds: int | None,
-    as_json: bool,
-) -> None:
-    """Train, wait, train again. A round that fails leaves the model in use as it is (the
-    service keeps the newest version that loads), so the schedule goes on; only a setting
-    that can never work (no history configured, an unknown tenant) stops it, exit code 2.
-    Saving is atomic, so stopping the process at any moment leaves no half version."""
+def _schedule(one: Callable[[int], bool], seconds: float | None, rounds: int | None) -> bool:
+    """Train, wait, train again (once without `seconds`). A round that fails leaves the
+    model in use as it is (the service keeps the newest version that loads), so the schedule
+    goes on; only a setting that can never work (no history configured, an unknown tenant)
+    stops it, exit code 2. Saving is atomic, so stopping the process at any moment leaves no
+    half version. Returns whether the last round went well."""
     import time
 
-    done = 0
+    done, ok = 0, True
     try:
         while True:
             done += 1
-            try:
-                version = _train_round(root, history, tenant, days, skip_unchanged=True)
-            except _RoundFailed as exc:
-                log.error("scoring.retrain_failed", round=done, error=str(exc))
-                err.print(f"round {done}: {exc}; the model in use stays", markup=False)
-            else:
-                if version is None:
-                    log.info("scoring.retrain_skipped", round=done, reason="no new attempts")
-                    err.print(
-                        f"round {done}: no attempt added since the newest model; no new version",
-                        markup=False,
-                    )
-                else:
-                    log.info("scoring.retrained", round=done, version=version)
-                    _print_version(root, version, as_json)
-            if rounds is not None and done >= rounds:
-                return
+            ok = one(done)
+            if seconds is None or (rounds is not None and done >= rounds):
+                return ok
             time.sleep(seconds)
     except KeyboardInterrupt:
         err.print(f"stopped after {done} round(s)")
+    return ok
 
 
 def _print_version(root: Path, version: str | None, as_json: bool) -> None:
@@ -299,13 +357,10 @@ def _train_round(
     skip_unchanged: bool,
 ) -> str | None:
     """One training: the new version, or None when `skip_unchanged` and the history is the
-    one the newest model learned from. Raises `_RoundFailed` when no model can be made from
+    one the newest model learned from. Raises `RoundFailed` when no model can be made from
     what is there now; exits (code 2) on a setting that will never work."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from dunwell.scoring.history import HistoryError, history_digest, read_history
-    from dunwell.scoring.model import NotEnoughHistory, train
-    from dunwell.scoring.store import ModelStore, ModelStoreError
+    from dunwell.scoring.history import HistoryError, read_history
+    from dunwell.scoring.retrain import RoundFailed, train_version
 
     imported = [] if tenant else sorted((root / "history").glob("*.csv"))
     files = list(history or imported)
@@ -315,52 +370,41 @@ def _train_round(
             "or train on a tenant's own attempts with --tenant"
         )
         raise typer.Exit(2)
-    try:
-        rows = [] if tenant is None else _tenant_history(tenant, days)
-    except SQLAlchemyError as exc:
-        raise _RoundFailed(f"cannot read the tenant's attempts: {exc}") from None
+    rows = [] if tenant is None else _tenant_history(tenant, days)
     from_db = len(rows)
     for file in files:
         try:
             good, bad = read_history(file)
         except HistoryError as exc:
-            raise _RoundFailed(f"cannot read: {exc}") from None
+            raise RoundFailed(f"cannot read: {exc}") from None
         if bad:
             err.print(f"{file}: {len(bad)} bad rows left out (dunwell history import shows why)")
         rows.extend(good)
-    store = ModelStore(root)
-    if skip_unchanged and store.versions():
-        if store.manifest().get("history_digest") == history_digest(rows):
-            return None
-    try:
-        scorer, manifest = train(rows, version=store.next_version())
-    except NotEnoughHistory as exc:
-        raise _RoundFailed(f"cannot train: {exc}") from None
-    manifest["history_files"] = [str(f) for f in files]
+    extra: dict[str, Any] = {"history_files": [str(f) for f in files]}
     if tenant is not None:
-        manifest["history_tenant"] = {"tenant": tenant, "days": days, "attempts": from_db}
-    try:
-        return store.save(scorer, manifest)
-    except ModelStoreError as exc:
-        raise _RoundFailed(str(exc)) from None
+        extra["history_tenant"] = {"tenant": tenant, "days": days, "attempts": from_db}
+    return train_version(root, rows, extra, skip_unchanged=skip_unchanged)
 
 
 def _tenant_history(tenant: str, days: int) -> list[Any]:
     """The tenant's own attempts over the last `days`, from the database dunwell runs on."""
-    from datetime import timedelta
+    from sqlalchemy.exc import SQLAlchemyError
 
     from dunwell.bootstrap import build
-    from dunwell.scoring.from_store import history_from_store
+    from dunwell.scoring.retrain import RoundFailed, tenant_history
     from dunwell.store.tables import Tenant
 
     services = build(Settings())
     try:
-        now = services.clock.now()
-        with services.sessions() as session:
-            if session.get(Tenant, tenant) is None:
-                err.print(f"[red]cannot train[/]: no tenant {tenant!r} in this database")
-                raise typer.Exit(2)
-        return history_from_store(services.sessions, tenant, now - timedelta(days=days), now)
+        try:
+            with services.sessions() as session:
+                known = session.get(Tenant, tenant) is not None
+        except SQLAlchemyError as exc:
+            raise RoundFailed(f"cannot read the tenant's attempts: {exc}") from None
+        if not known:
+            err.print(f"[red]cannot train[/]: no tenant {tenant!r} in this database")
+            raise typer.Exit(2)
+        return tenant_history(services.sessions, tenant, days, services.clock.now())
     finally:
         services.close()
 

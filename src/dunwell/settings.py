@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # Learned retry timing: the folder of versioned models (`dunwell scoring train`); the
     # newest one is used by policies with `align: learned`. None or empty: cold-start rules.
     model_dir: Path | None = None
+    # `dunwell run` retrains each tenant whose policies use the model, on its own attempts of
+    # the last `retrain_days`, this often ("off": never; then run `dunwell scoring train`).
+    retrain_every: str = "24h"
+    retrain_days: int = Field(365, ge=1, le=3650)
 
     def rate_limits(self) -> dict[str, tuple[int, float]]:
         limits: dict[str, tuple[int, float]] = {}

@@ -9,21 +9,27 @@ import csv
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from dunwell.bootstrap import build, ensure_tenant
 from dunwell.providers.base import ProviderRegistry
 from dunwell.scoring.from_store import history_from_store
 from dunwell.scoring.history import COLUMNS, read_history
 from dunwell.scoring.model import train
+from dunwell.scoring.retrain import Retrainer, learning_tenants, retrain_tenants
 from dunwell.scoring.store import ModelStore, tenant_model_dir
 from dunwell.settings import Settings
+from dunwell.store.tables import PolicyAssignment
 from dunwell.store.unit_of_work import UnitOfWork
+from e2e_support import free_port
 from factories import card_updated_body, failed_body, post, skip_until
 
 pytestmark = pytest.mark.integration
@@ -125,6 +131,19 @@ def test_scoring_train_from_a_tenants_own_attempts(services, clock, database_url
     unknown = train("--tenant", "nobody")
     assert unknown.returncode == 2 and "no tenant 'nobody'" in unknown.stderr
 
+    # Every tenant whose policy learns, each on its own attempts (acme runs `default`: none).
+    none = train("--all-tenants", "--days", "3650", "--json")
+    assert none.returncode == 0, none.stderr
+    assert json.loads(none.stdout) == {"round": 1, "tenants": {}}
+    assert "no tenant's policy uses the model" in none.stderr
+    _assign(services, "acme", "smart")
+    again = train("--all-tenants", "--days", "3650", "--json")
+    assert again.returncode == 0, again.stderr
+    outcome = {"acme": "no attempt added since the newest model"}  # --tenant acme just did
+    assert json.loads(again.stdout) == {"round": 1, "tenants": outcome}
+    mixed = train("--all-tenants", "--tenant", "acme")
+    assert mixed.returncode == 2 and "no --tenant or --history" in mixed.stderr
+
 
 def _model(folder: Path, history: Path, seed: int) -> str:
     """A model version in `folder`, trained on 400 issuer declines retried up to 3 times."""
@@ -216,3 +235,116 @@ def test_a_tenant_id_is_one_folder_inside_the_model_folder(tmp_path: Path) -> No
         assert folder.name not in (".", "..") and "/" not in folder.name, tenant
     # Quoting is one-to-one: an id that looks like a quoted one gets its own folder.
     assert tenant_model_dir(root, "a.b") != tenant_model_dir(root, "a%2Eb")
+
+
+def _assign(services, tenant: str, policy: str) -> None:
+    with UnitOfWork(services.sessions) as uow:
+        row = uow.session.scalars(
+            select(PolicyAssignment).where(
+                PolicyAssignment.tenant_id == tenant, PolicyAssignment.storefront == ""
+            )
+        ).one()
+        row.policy_name = policy
+        uow.commit()
+    services.tenants.invalidate()
+
+
+def test_a_round_retrains_each_tenant_whose_policy_learns_on_its_own_attempts(
+    services, clock, tmp_path: Path
+) -> None:
+    _open(services, clock, 30, "pm_decline_do_not_honor", "do_not_honor", "d")
+    _open(services, clock, 30, "pm_ok_1", "insufficient_funds", "o")
+    skip_until(services, clock, clock.now() + timedelta(days=40))
+    _assign(services, "acme", "smart")  # acme's history was made under default; it now learns
+    ensure_tenant(services, "beta", "Beta", None, policy="default")  # never uses the model
+    ensure_tenant(services, "gamma", "Gamma", None, policy="smart")  # no attempt yet
+    book = services.policies
+    assert learning_tenants(services.sessions, book.policies, book.default_name) == [
+        "acme",
+        "gamma",
+    ]
+    root = tmp_path / "models"
+
+    def round_() -> dict[str, str]:
+        return retrain_tenants(
+            root, services.sessions, book.policies, book.default_name, 365, clock.now()
+        )
+
+    first = round_()
+    assert first["acme"] == f"version 0001 ({30 * 5 + 30} attempts)", first
+    assert first["gamma"].startswith("not yet: cannot train"), first
+    assert "beta" not in first
+    manifest = ModelStore(tenant_model_dir(root, "acme")).manifest()
+    assert manifest["history_tenant"] == {"tenant": "acme", "days": 365, "attempts": 180}
+    assert ModelStore(tenant_model_dir(root, "gamma")).versions() == []
+    # Nothing new for acme: no second version. One more case and its attempts: a new one.
+    assert round_()["acme"] == "no attempt added since the newest model"
+    _open(services, clock, 1, "pm_decline_do_not_honor", "do_not_honor", "late")
+    skip_until(services, clock, clock.now() + timedelta(days=40))
+    assert round_()["acme"].startswith("version 0002")
+
+
+def test_the_schedule_survives_a_failing_round_and_stops_when_asked() -> None:
+    calls: list[int] = []
+
+    def round_() -> dict[str, str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the model folder is not writable")
+        return {}
+
+    retrainer = Retrainer(timedelta(milliseconds=20), round_)
+    retrainer.start()
+    deadline = time.monotonic() + 30
+    while retrainer.rounds < 3:
+        assert time.monotonic() < deadline, "the schedule stopped after a failing round"
+        time.sleep(0.01)
+    retrainer.stop()
+    stopped_at = len(calls)
+    time.sleep(0.1)
+    assert len(calls) == stopped_at  # no round after stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_dunwell_run_retrains_a_learning_tenant_by_itself(
+    services, clock, database_url, tmp_path: Path
+) -> None:
+    _open(services, clock, 30, "pm_decline_do_not_honor", "do_not_honor", "d")
+    _open(services, clock, 30, "pm_ok_1", "insufficient_funds", "o")
+    skip_until(services, clock, clock.now() + timedelta(days=40))
+    _assign(services, "acme", "smart")
+    models = tmp_path / "models"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUNWELL_")}
+    env.update(
+        DUNWELL_DATABASE_URL=database_url,
+        DUNWELL_MODEL_DIR=str(models),
+        DUNWELL_PORT=str(free_port()),
+        DUNWELL_RETRAIN_EVERY="1h",
+    )
+    bad = subprocess.run(
+        [DUNWELL, "run"],
+        env={**env, "DUNWELL_RETRAIN_EVERY": "daily"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 1 and "DUNWELL_RETRAIN_EVERY" in bad.stderr, bad.stderr
+    log = tmp_path / "run.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [DUNWELL, "run"], env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        manifest = tenant_model_dir(models, "acme") / "0001" / "manifest.json"
+        deadline = time.monotonic() + 120
+        while not manifest.is_file():
+            assert process.poll() is None, f"dunwell run exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no model trained:\n{log.read_text()}"
+            time.sleep(0.2)
+        assert json.loads(manifest.read_text())["history_tenant"]["tenant"] == "acme"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    # The demo tenant runs `default`: nothing to learn, no folder.
+    assert not tenant_model_dir(models, "demo").exists()

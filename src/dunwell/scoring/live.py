@@ -1,7 +1,7 @@
 """The newest model in the model folder, picked up by a running service without a restart.
 
-Retraining is a batch job (`dunwell scoring train --tenant T`, on a schedule with `--every`,
-or from cron): it adds a version folder. A service holds a `NewestModel` per folder, which
+Retraining (`dunwell run`'s background thread, or `dunwell scoring train`: retrain.py) adds
+a version folder. A service holds a `NewestModel` per folder, which
 looks for a newer version at most once a `check_every` and swaps it in between decisions;
 every retry it times names the version it used, so the audit trail shows when the switch
 happened. A version that does not load (a half-copied folder, features of another dunwell)

@@ -1,0 +1,167 @@
+"""Retraining: a new model version from what is known now, and each tenant's on a schedule.
+
+Every tenant whose policies time retries with the model (a lane with `align: learned`) gets
+its own model, trained on the attempts dunwell made for it (`store.tenant_model_dir`).
+`dunwell scoring train --all-tenants --every 24h` runs the schedule as a process of its own
+(a deployment of several workers runs exactly one); `dunwell run`, the embedded
+single-process default, runs it in a background thread (`Retrainer`, DUNWELL_RETRAIN_EVERY).
+A round whose history is the one the newest model learned from adds no version; a tenant
+that cannot be trained yet (too few attempts) keeps the cold-start rules and is tried again
+next round. A running service picks up what a round writes (`live.py`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dunwell.domain.policy import Align, Policy
+from dunwell.scoring.from_store import history_from_store
+from dunwell.scoring.history import HistoryRow, history_digest
+from dunwell.scoring.model import NotEnoughHistory, train
+from dunwell.scoring.store import ModelStore, ModelStoreError, tenant_model_dir
+from dunwell.store.tables import PolicyAssignment, Tenant
+
+log = structlog.get_logger(__name__)
+
+
+class RoundFailed(Exception):
+    """One training could not make a model; what the user should know is the text."""
+
+
+class NotEnoughYet(RoundFailed):
+    """Too few attempts to learn from: normal for a new tenant, tried again next round."""
+
+
+def train_version(
+    root: Path, rows: list[HistoryRow], manifest_extra: dict[str, Any], *, skip_unchanged: bool
+) -> str | None:
+    """A new version in `root` from `rows`; None when `skip_unchanged` and they are exactly
+    what the newest version learned from. Raises `RoundFailed` when no model can be made."""
+    store = ModelStore(root)
+    if skip_unchanged and store.versions():
+        if store.manifest().get("history_digest") == history_digest(rows):
+            return None
+    try:
+        scorer, manifest = train(rows, version=store.next_version())
+    except NotEnoughHistory as exc:
+        raise NotEnoughYet(f"cannot train: {exc}") from None
+    manifest.update(manifest_extra)
+    try:
+        return store.save(scorer, manifest)
+    except ModelStoreError as exc:
+        raise RoundFailed(str(exc)) from None
+
+
+def tenant_history(
+    sessions: sessionmaker[Session], tenant: str, days: int, now: datetime
+) -> list[HistoryRow]:
+    """The tenant's own attempts on the cases opened in the last `days`."""
+    try:
+        return history_from_store(sessions, tenant, now - timedelta(days=days), now)
+    except SQLAlchemyError as exc:
+        raise RoundFailed(f"cannot read the tenant's attempts: {exc}") from None
+
+
+def learning_tenants(
+    sessions: sessionmaker[Session], policies: dict[str, Policy], default_policy: str
+) -> list[str]:
+    """The tenants with a policy that times retries with the model: any storefront's, or the
+    service's default when the tenant has no default of its own."""
+    learned = {name for name, p in policies.items() if _learns(p)}
+    with sessions() as session:
+        tenants = session.scalars(select(Tenant.id).order_by(Tenant.id)).all()
+        assigned: dict[str, dict[str, str]] = {}
+        for row in session.scalars(select(PolicyAssignment)):
+            assigned.setdefault(row.tenant_id, {})[row.storefront] = row.policy_name
+    out = []
+    for tenant in tenants:
+        names = set(assigned.get(tenant, {}).values())
+        if "" not in assigned.get(tenant, {}):
+            names.add(default_policy)
+        if names & learned:
+            out.append(tenant)
+    return out
+
+
+def _learns(policy: Policy) -> bool:
+    return any(lane.align is Align.LEARNED for lane in policy.lanes.values())
+
+
+def retrain_tenants(
+    root: Path,
+    sessions: sessionmaker[Session],
+    policies: dict[str, Policy],
+    default_policy: str,
+    days: int,
+    now: datetime,
+) -> dict[str, str]:
+    """One round over every learning tenant: tenant -> what happened (a new version, no new
+    attempt, not enough yet, or why it failed). Each is logged; none stops the others."""
+    outcomes: dict[str, str] = {}
+    for tenant in learning_tenants(sessions, policies, default_policy):
+        try:
+            rows = tenant_history(sessions, tenant, days, now)
+            extra = {
+                "history_files": [],
+                "history_tenant": {"tenant": tenant, "days": days, "attempts": len(rows)},
+            }
+            version = train_version(
+                tenant_model_dir(root, tenant), rows, extra, skip_unchanged=True
+            )
+        except NotEnoughYet as exc:
+            log.info("scoring.retrain_waiting", tenant=tenant, reason=str(exc))
+            outcomes[tenant] = f"not yet: {exc}"
+        except RoundFailed as exc:
+            log.error("scoring.retrain_failed", tenant=tenant, error=str(exc))
+            outcomes[tenant] = f"failed: {exc}"
+        else:
+            if version is None:
+                log.info("scoring.retrain_skipped", tenant=tenant, reason="no new attempts")
+                outcomes[tenant] = "no attempt added since the newest model"
+            else:
+                log.info("scoring.retrained", tenant=tenant, version=version, rows=len(rows))
+                outcomes[tenant] = f"version {version} ({len(rows)} attempts)"
+    return outcomes
+
+
+class Retrainer:
+    """`retrain_tenants` every `every`, in a daemon thread, until `stop()`. The first round
+    runs at once, so a restarted service does not wait a day for what it missed."""
+
+    def __init__(
+        self,
+        every: timedelta,
+        round_: Callable[[], dict[str, str]],
+    ) -> None:
+        self._every = every.total_seconds()
+        self._round = round_
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dunwell-retrainer", daemon=True)
+        self.rounds = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the loop to end; a round under way finishes its tenant's save (atomic either
+        way) only if it ends within `timeout`, else the process exit cuts it harmlessly."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._round()
+            except Exception as exc:  # a round must never end the schedule (the database away)
+                log.error("scoring.retrain_failed", error=str(exc))
+            self.rounds += 1
+            self._stop.wait(self._every)
