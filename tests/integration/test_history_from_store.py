@@ -265,9 +265,9 @@ def test_a_round_retrains_each_tenant_whose_policy_learns_on_its_own_attempts(
     ]
     root = tmp_path / "models"
 
-    def round_() -> dict[str, str]:
+    def round_(days: int = 365) -> dict[str, str]:
         return retrain_tenants(
-            root, services.sessions, book.policies, book.default_name, 365, clock.now()
+            root, services.sessions, book.policies, book.default_name, days, clock.now()
         )
 
     first = round_()
@@ -282,6 +282,10 @@ def test_a_round_retrains_each_tenant_whose_policy_learns_on_its_own_attempts(
     _open(services, clock, 1, "pm_decline_do_not_honor", "do_not_honor", "late")
     skip_until(services, clock, clock.now() + timedelta(days=40))
     assert round_()["acme"].startswith("version 0002")
+    # A shorter window drops the first 60 cases: less history, nothing newer, no version
+    # (else an idle tenant's sliding window would add one every round).
+    assert round_(days=60)["acme"] == "no attempt added since the newest model"
+    assert ModelStore(tenant_model_dir(root, "acme")).versions() == ["0001", "0002"]
 
 
 def test_the_schedule_survives_a_failing_round_and_stops_when_asked() -> None:

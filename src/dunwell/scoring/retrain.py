@@ -42,14 +42,25 @@ class NotEnoughYet(RoundFailed):
 
 
 def train_version(
-    root: Path, rows: list[HistoryRow], manifest_extra: dict[str, Any], *, skip_unchanged: bool
+    root: Path,
+    rows: list[HistoryRow],
+    manifest_extra: dict[str, Any],
+    *,
+    skip_unchanged: bool,
+    skip_without_newer: bool = False,
 ) -> str | None:
     """A new version in `root` from `rows`; None when `skip_unchanged` and they are exactly
-    what the newest version learned from. Raises `RoundFailed` when no model can be made."""
+    what the newest version learned from, or when `skip_without_newer` and none of them is
+    later than its last attempt (a sliding window that only lost old cases: an idle
+    tenant). Raises `RoundFailed` when no model can be made."""
     store = ModelStore(root)
-    if skip_unchanged and store.versions():
-        if store.manifest().get("history_digest") == history_digest(rows):
+    if (skip_unchanged or skip_without_newer) and store.versions():
+        newest = store.manifest()
+        if skip_unchanged and newest.get("history_digest") == history_digest(rows):
             return None
+        if skip_without_newer and rows and "history_to" in newest:
+            if max(r.attempted_at for r in rows) <= datetime.fromisoformat(newest["history_to"]):
+                return None
     try:
         scorer, manifest = train(rows, version=store.next_version())
     except NotEnoughHistory as exc:
@@ -114,8 +125,14 @@ def retrain_tenants(
                 "history_files": [],
                 "history_tenant": {"tenant": tenant, "days": days, "attempts": len(rows)},
             }
+            # Only the engine's own attempts: a row later than the newest model's last one
+            # is the only way the history can have grown.
             version = train_version(
-                tenant_model_dir(root, tenant), rows, extra, skip_unchanged=True
+                tenant_model_dir(root, tenant),
+                rows,
+                extra,
+                skip_unchanged=True,
+                skip_without_newer=True,
             )
         except NotEnoughYet as exc:
             log.info("scoring.retrain_waiting", tenant=tenant, reason=str(exc))
