@@ -163,6 +163,7 @@ def _retrainer(services, settings: Settings):  # type: ignore[no-untyped-def]
             services.policies.default_name,
             settings.retrain_days,
             services.clock.now(),
+            settings.model_keep,
         ),
     )
     retrainer.start()

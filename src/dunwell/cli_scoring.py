@@ -297,6 +297,7 @@ def _all_tenants_round(root: Path, days: int, as_json: bool) -> Callable[[int], 
                 services.policies.default_name,
                 days,
                 services.clock.now(),
+                services.settings.model_keep,
             )
         except SQLAlchemyError as exc:
             log.error("scoring.retrain_failed", round=done, error=str(exc))
@@ -383,7 +384,8 @@ def _train_round(
     extra: dict[str, Any] = {"history_files": [str(f) for f in files]}
     if tenant is not None:
         extra["history_tenant"] = {"tenant": tenant, "days": days, "attempts": from_db}
-    return train_version(root, rows, extra, skip_unchanged=skip_unchanged)
+    keep = Settings().model_keep
+    return train_version(root, rows, extra, skip_unchanged=skip_unchanged, keep=keep)
 
 
 def _tenant_history(tenant: str, days: int) -> list[Any]:

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # the last `retrain_days`, this often ("off": never; then run `dunwell scoring train`).
     retrain_every: str = "24h"
     retrain_days: int = Field(365, ge=1, le=3650)
+    # Model versions whose files are kept (per folder); older ones keep only their manifest.
+    model_keep: int = Field(30, ge=1)
 
     def rate_limits(self) -> dict[str, tuple[int, float]]:
         limits: dict[str, tuple[int, float]] = {}

@@ -29,7 +29,8 @@ from dunwell.scoring.features import history_features
 from dunwell.scoring.history import COLUMNS, read_history
 from dunwell.scoring.live import NewestModel
 from dunwell.scoring.model import train
-from dunwell.scoring.store import ModelStore, load_latest
+from dunwell.scoring.retrain import train_version
+from dunwell.scoring.store import ModelStore, ModelStoreError, load_latest
 from dunwell.sim.harness import simulate
 
 pytestmark = pytest.mark.integration
@@ -38,8 +39,10 @@ DUNWELL = str(Path(sys.executable).with_name("dunwell"))
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUNWELL_")}
+def _cli(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUNWELL_")} | (env or {})
     env["DUNWELL_MODEL_DIR"] = str(tmp_path / "models")
     return subprocess.run(
         [DUNWELL, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
@@ -619,3 +622,27 @@ def test_a_version_half_written_is_never_seen(tmp_path: Path) -> None:
     assert store.save(scorer, manifest) == "0001"
     assert store.versions() == ["0001"] and not stale.exists()
     assert NewestModel(root).current() is not None
+
+
+def test_only_the_newest_versions_keep_their_model_files(tmp_path: Path) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=100)
+    rows, _ = read_history(source)
+    root = tmp_path / "models"
+    for _ in range(3):
+        train_version(root, rows, {}, skip_unchanged=False, keep=2)
+    store = ModelStore(root)
+    # Every manifest stays (the audit trail names versions); the oldest file is gone.
+    assert store.versions() == ["0001", "0002", "0003"]
+    assert not (root / "0001" / "model.pkl").exists()
+    assert store.manifest("0001")["rows"] == len(rows)
+    with pytest.raises(ModelStoreError, match="model file was pruned"):
+        store.load("0001")
+    assert store.load("0002").version == "0002"
+    assert NewestModel(root).version == "0003"
+    # Through the CLI, DUNWELL_MODEL_KEEP decides.
+    ran = _cli(
+        tmp_path, "scoring", "train", "--history", str(source), env={"DUNWELL_MODEL_KEEP": "1"}
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert [v for v in store.versions() if (root / v / "model.pkl").exists()] == ["0004"]

@@ -48,11 +48,13 @@ def train_version(
     *,
     skip_unchanged: bool,
     skip_without_newer: bool = False,
+    keep: int | None = None,
 ) -> str | None:
     """A new version in `root` from `rows`; None when `skip_unchanged` and they are exactly
     what the newest version learned from, or when `skip_without_newer` and none of them is
     later than its last attempt (a sliding window that only lost old cases: an idle
-    tenant). Raises `RoundFailed` when no model can be made."""
+    tenant). With `keep`, only the newest `keep` versions keep their model files afterwards
+    (`ModelStore.prune`). Raises `RoundFailed` when no model can be made."""
     store = ModelStore(root)
     if (skip_unchanged or skip_without_newer) and store.versions():
         newest = store.manifest()
@@ -67,9 +69,14 @@ def train_version(
         raise NotEnoughYet(f"cannot train: {exc}") from None
     manifest.update(manifest_extra)
     try:
-        return store.save(scorer, manifest)
+        version = store.save(scorer, manifest)
     except ModelStoreError as exc:
         raise RoundFailed(str(exc)) from None
+    if keep is not None:
+        pruned = store.prune(keep)
+        if pruned:
+            log.info("scoring.models_pruned", folder=str(root), versions=pruned, keep=keep)
+    return version
 
 
 def tenant_history(
@@ -114,6 +121,7 @@ def retrain_tenants(
     default_policy: str,
     days: int,
     now: datetime,
+    keep: int | None = None,
 ) -> dict[str, str]:
     """One round over every learning tenant: tenant -> what happened (a new version, no new
     attempt, not enough yet, or why it failed). Each is logged; none stops the others."""
@@ -133,6 +141,7 @@ def retrain_tenants(
                 extra,
                 skip_unchanged=True,
                 skip_without_newer=True,
+                keep=keep,
             )
         except NotEnoughYet as exc:
             log.info("scoring.retrain_waiting", tenant=tenant, reason=str(exc))

@@ -79,6 +79,20 @@ class ModelStore:
             raise ModelStoreError(f"cannot save model version {version}: {exc}") from None
         return version
 
+    def prune(self, keep: int) -> list[str]:
+        """Delete the model files of all but the newest `keep` versions; their manifests
+        stay, so the audit trail's version names still say what each model was trained on
+        and how it validated. Returns the versions pruned now."""
+        if keep < 1:
+            raise ValueError("keep at least the newest version")
+        pruned = []
+        for version in self.versions()[:-keep]:
+            model = self.root / version / MODEL
+            if model.is_file():
+                model.unlink()
+                pruned.append(version)
+        return pruned
+
     def manifest(self, version: str | None = None) -> dict[str, Any]:
         folder = self._folder(version)
         loaded: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
@@ -92,6 +106,11 @@ class ModelStore:
                 f"{folder} was trained on other features than this dunwell computes "
                 f"({len(manifest.get('features') or [])} vs {len(FEATURE_NAMES)}): retrain it "
                 "with dunwell scoring train"
+            )
+        if not (folder / MODEL).is_file():
+            raise ModelStoreError(
+                f"{folder}: its model file was pruned (DUNWELL_MODEL_KEEP keeps the newest "
+                "versions' files; every manifest stays): use a newer version"
             )
         payload = (folder / MODEL).read_bytes()
         if hashlib.sha256(payload).hexdigest() != manifest.get("sha256"):
