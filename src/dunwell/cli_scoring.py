@@ -305,13 +305,14 @@ def _all_tenants_round(root: Path, days: int, as_json: bool) -> Callable[[int], 
             return False
         finally:
             services.close()
+        texts = {name: outcome.text for name, outcome in outcomes.items()}
         if as_json:
-            typer.echo(json.dumps({"round": done, "tenants": outcomes}, sort_keys=True))
+            typer.echo(json.dumps({"round": done, "tenants": texts}, sort_keys=True))
         if not outcomes:
             err.print(f"round {done}: no tenant's policy uses the model (align: learned)")
-        for name, outcome in outcomes.items():
-            err.print(f"round {done}: {name}: {outcome}", markup=False)
-        return not any(o.startswith("failed") for o in outcomes.values())
+        for name, text in texts.items():
+            err.print(f"round {done}: {name}: {text}", markup=False)
+        return all(outcome.status != "failed" for outcome in outcomes.values())
 
     return one
 

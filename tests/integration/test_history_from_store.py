@@ -266,25 +266,26 @@ def test_a_round_retrains_each_tenant_whose_policy_learns_on_its_own_attempts(
     root = tmp_path / "models"
 
     def round_(days: int = 365) -> dict[str, str]:
-        return retrain_tenants(
+        outcomes = retrain_tenants(
             root, services.sessions, book.policies, book.default_name, days, clock.now()
         )
+        return {tenant: f"{o.status}: {o.text}" for tenant, o in outcomes.items()}
 
     first = round_()
-    assert first["acme"] == f"version 0001 ({30 * 5 + 30} attempts)", first
-    assert first["gamma"].startswith("not yet: cannot train"), first
+    assert first["acme"] == f"trained: version 0001 ({30 * 5 + 30} attempts)", first
+    assert first["gamma"].startswith("waiting: not yet: cannot train"), first
     assert "beta" not in first
     manifest = ModelStore(tenant_model_dir(root, "acme")).manifest()
     assert manifest["history_tenant"] == {"tenant": "acme", "days": 365, "attempts": 180}
     assert ModelStore(tenant_model_dir(root, "gamma")).versions() == []
     # Nothing new for acme: no second version. One more case and its attempts: a new one.
-    assert round_()["acme"] == "no attempt added since the newest model"
+    assert round_()["acme"] == "unchanged: no attempt added since the newest model"
     _open(services, clock, 1, "pm_decline_do_not_honor", "do_not_honor", "late")
     skip_until(services, clock, clock.now() + timedelta(days=40))
-    assert round_()["acme"].startswith("version 0002")
+    assert round_()["acme"].startswith("trained: version 0002")
     # A shorter window drops the first 60 cases: less history, nothing newer, no version
     # (else an idle tenant's sliding window would add one every round).
-    assert round_(days=60)["acme"] == "no attempt added since the newest model"
+    assert round_(days=60)["acme"] == "unchanged: no attempt added since the newest model"
     assert ModelStore(tenant_model_dir(root, "acme")).versions() == ["0001", "0002"]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -105,15 +106,15 @@ class TenantModels:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = root
-        self._every = check_every
-        self._monotonic = monotonic
-        self._shared = NewestModel(root, check_every, monotonic)
+        self._newest = partial(NewestModel, check_every=check_every, monotonic=monotonic)
+        self._shared = self._newest(root)
         self._own: dict[str, NewestModel] = {}
 
     def for_tenant(self, tenant_id: str) -> NewestModel:
         own = self._own.get(tenant_id)
         if own is None:
-            folder = tenant_model_dir(self._root, tenant_id)
             # setdefault: two threads asking at once keep one and the same model.
-            own = self._own.setdefault(tenant_id, NewestModel(folder, self._every, self._monotonic))
+            own = self._own.setdefault(
+                tenant_id, self._newest(tenant_model_dir(self._root, tenant_id))
+            )
         return own if own.current() is not None else self._shared

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import select
@@ -39,6 +40,14 @@ class RoundFailed(Exception):
 
 class NotEnoughYet(RoundFailed):
     """Too few attempts to learn from: normal for a new tenant, tried again next round."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one round did for one tenant; `text` is what a person reads."""
+
+    status: Literal["trained", "unchanged", "waiting", "failed"]
+    text: str
 
 
 def train_version(
@@ -122,10 +131,10 @@ def retrain_tenants(
     days: int,
     now: datetime,
     keep: int | None = None,
-) -> dict[str, str]:
+) -> dict[str, Outcome]:
     """One round over every learning tenant: tenant -> what happened (a new version, no new
     attempt, not enough yet, or why it failed). Each is logged; none stops the others."""
-    outcomes: dict[str, str] = {}
+    outcomes: dict[str, Outcome] = {}
     for tenant in learning_tenants(sessions, policies, default_policy):
         try:
             rows = tenant_history(sessions, tenant, days, now)
@@ -145,17 +154,17 @@ def retrain_tenants(
             )
         except NotEnoughYet as exc:
             log.info("scoring.retrain_waiting", tenant=tenant, reason=str(exc))
-            outcomes[tenant] = f"not yet: {exc}"
+            outcomes[tenant] = Outcome("waiting", f"not yet: {exc}")
         except RoundFailed as exc:
             log.error("scoring.retrain_failed", tenant=tenant, error=str(exc))
-            outcomes[tenant] = f"failed: {exc}"
+            outcomes[tenant] = Outcome("failed", f"failed: {exc}")
         else:
             if version is None:
                 log.info("scoring.retrain_skipped", tenant=tenant, reason="no new attempts")
-                outcomes[tenant] = "no attempt added since the newest model"
+                outcomes[tenant] = Outcome("unchanged", "no attempt added since the newest model")
             else:
                 log.info("scoring.retrained", tenant=tenant, version=version, rows=len(rows))
-                outcomes[tenant] = f"version {version} ({len(rows)} attempts)"
+                outcomes[tenant] = Outcome("trained", f"version {version} ({len(rows)} attempts)")
     return outcomes
 
 
@@ -166,7 +175,7 @@ class Retrainer:
     def __init__(
         self,
         every: timedelta,
-        round_: Callable[[], dict[str, str]],
+        round_: Callable[[], object],
     ) -> None:
         self._every = every.total_seconds()
         self._round = round_
