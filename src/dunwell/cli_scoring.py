@@ -18,14 +18,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dunwell.settings import Settings
+
+if TYPE_CHECKING:
+    from dunwell.scoring.retrain import Saved  # scikit-learn only when it trains
 
 history_app = typer.Typer(
     help="Past charge attempts, the model's training data.", no_args_is_help=True
@@ -216,8 +220,20 @@ def scoring_train(
     rounds: Annotated[
         int | None, typer.Option(min=1, help="with --every: stop after N rounds")
     ] = None,
+    no_gate: Annotated[
+        bool,
+        typer.Option(
+            "--no-gate",
+            help="put the new version in use even if it predicts the attempts since the "
+            "model in use worse than that model does (the gate's verdict is still recorded)",
+        ),
+    ] = False,
 ) -> None:
-    """Train a new model version on the history; its validation metrics go beside it."""
+    """Train a new model version on the history; its validation metrics go beside it.
+
+    It times retries only if the promotion gate passes it: on the attempts made since the
+    model in use was trained, the new training must predict no worse (log loss, 2%
+    tolerance). A version turned down is kept for the record; exit code 1."""
     from dunwell.scoring.retrain import RoundFailed  # scikit-learn only when it trains
 
     if rounds is not None and every is None:
@@ -228,36 +244,42 @@ def scoring_train(
         raise typer.Exit(2)
     seconds = None if every is None else _seconds(every)
     if all_tenants:
-        if not _schedule(_all_tenants_round(_root(model_dir), days, as_json), seconds, rounds):
-            raise typer.Exit(1)  # once (from cron): a tenant that failed is the exit code
+        one_round = _all_tenants_round(_root(model_dir), days, as_json, gate=not no_gate)
+        if not _schedule(one_round, seconds, rounds):
+            raise typer.Exit(1)  # once (from cron): a tenant failed or was turned down
         return
     root = _models(model_dir, tenant)  # with --tenant, only its own attempts and --history
     if seconds is None:
         try:
-            version = _train_round(root, history, tenant, days, skip_unchanged=False)
+            saved = _train_round(
+                root, history, tenant, days, skip_unchanged=False, gate=not no_gate
+            )
         except RoundFailed as exc:
             err.print(str(exc), markup=False)
             raise typer.Exit(2) from None
-        _print_version(root, version, as_json)
+        if saved is not None:
+            _print_version(root, saved.version, as_json)
+            if not _said_in_use(saved):
+                raise typer.Exit(1)
         return
 
     def one(done: int) -> bool:
         try:
-            version = _train_round(root, history, tenant, days, skip_unchanged=True)
+            saved = _train_round(root, history, tenant, days, skip_unchanged=True, gate=not no_gate)
         except RoundFailed as exc:
             log.error("scoring.retrain_failed", round=done, error=str(exc))
             err.print(f"round {done}: {exc}; the model in use stays", markup=False)
             return False
-        if version is None:
+        if saved is None:
             log.info("scoring.retrain_skipped", round=done, reason="no new attempts")
             err.print(
                 f"round {done}: no attempt added since the newest model; no new version",
                 markup=False,
             )
-        else:
-            log.info("scoring.retrained", round=done, version=version)
-            _print_version(root, version, as_json)
-        return True
+            return True
+        log.info("scoring.retrained", round=done, version=saved.version)
+        _print_version(root, saved.version, as_json)
+        return _said_in_use(saved)
 
     _schedule(one, seconds, rounds)
 
@@ -278,10 +300,26 @@ def _seconds(every: str) -> float:
     return seconds
 
 
-def _all_tenants_round(root: Path, days: int, as_json: bool) -> Callable[[int], bool]:
+def _said_in_use(saved: Saved) -> bool:
+    """Tell on stderr whether a new version is in use (the gate's verdict); False if not."""
+    if saved.promoted:
+        err.print(f"version {saved.version} {saved.gate['reason']}; it is in use", markup=False)
+        return True
+    err.print(
+        f"version {saved.version} {saved.gate['reason']}; version {saved.gate['champion']} "
+        "stays in use (--no-gate puts it in use anyway)",
+        markup=False,
+    )
+    return False
+
+
+def _all_tenants_round(
+    root: Path, days: int, as_json: bool, *, gate: bool
+) -> Callable[[int], bool]:
     """One round over every learning tenant (scoring/retrain.py); each tenant's outcome on
     stderr, and one JSON object a round on stdout with --json. False: a tenant failed (not
-    one with too few attempts yet, which is normal) or the database could not be read."""
+    one with too few attempts yet, which is normal), the gate turned a tenant's new version
+    down, or the database could not be read."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from dunwell.bootstrap import build
@@ -298,6 +336,7 @@ def _all_tenants_round(root: Path, days: int, as_json: bool) -> Callable[[int], 
                 days,
                 services.clock.now(),
                 services.settings.model_keep,
+                gate=gate,
             )
         except SQLAlchemyError as exc:
             log.error("scoring.retrain_failed", round=done, error=str(exc))
@@ -312,7 +351,7 @@ def _all_tenants_round(root: Path, days: int, as_json: bool) -> Callable[[int], 
             err.print(f"round {done}: no tenant's policy uses the model (align: learned)")
         for name, text in texts.items():
             err.print(f"round {done}: {name}: {text}", markup=False)
-        return all(outcome.status != "failed" for outcome in outcomes.values())
+        return all(outcome.status not in ("failed", "rejected") for outcome in outcomes.values())
 
     return one
 
@@ -357,10 +396,12 @@ def _train_round(
     days: int,
     *,
     skip_unchanged: bool,
-) -> str | None:
-    """One training: the new version, or None when `skip_unchanged` and the history is the
-    one the newest model learned from. Raises `RoundFailed` when no model can be made from
-    what is there now; exits (code 2) on a setting that will never work."""
+    gate: bool,
+) -> Saved | None:
+    """One training: the new version and the gate's verdict, or None when `skip_unchanged`
+    and the history is the one the newest model learned from. Raises `RoundFailed` when no
+    model can be made from what is there now; exits (code 2) on a setting that will never
+    work."""
     from dunwell.scoring.history import HistoryError, read_history
     from dunwell.scoring.retrain import RoundFailed, train_version
 
@@ -386,7 +427,7 @@ def _train_round(
     if tenant is not None:
         extra["history_tenant"] = {"tenant": tenant, "days": days, "attempts": from_db}
     keep = Settings().model_keep
-    return train_version(root, rows, extra, skip_unchanged=skip_unchanged, keep=keep)
+    return train_version(root, rows, extra, skip_unchanged=skip_unchanged, keep=keep, gate=gate)
 
 
 def _tenant_history(tenant: str, days: int) -> list[Any]:
@@ -466,6 +507,10 @@ def _show(manifest: dict[str, Any]) -> None:
                 "could fix (trained before 5 December 2026), so its value bar is lower than "
                 "the policies' shares were set for: retrain it (dunwell scoring train)[/]"
             )
+    gate = manifest.get("gate")  # versions trained before the gate have none
+    if gate:
+        style = "green" if gate["promoted"] else "red"
+        out.print(f"promotion gate: [{style}]{escape(gate['reason'])}[/]")
     depth = manifest.get("depth") or {}  # the same
     beyond = [
         f"{lane}: x{d['decay_per_attempt_beyond']:.2f} per attempt beyond attempt "

@@ -49,21 +49,23 @@ def _cli(
     )
 
 
-def _history(path: Path, cases: int = 400, seed: int = 1) -> None:
+def _history(
+    path: Path, cases: int = 400, seed: int = 1, start: datetime = T0, prefix: str = "in"
+) -> None:
     """Synthetic past attempts: charges in the morning after a payday pass more often."""
     rng = random.Random(seed)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for i in range(cases):
-            failed = T0 + timedelta(days=rng.randrange(60), hours=rng.randrange(24))
+            failed = start + timedelta(days=rng.randrange(60), hours=rng.randrange(24))
             code = rng.choice(["insufficient_funds", "do_not_honor", "processing_error"])
             for n in range(1, 4):
                 at = failed + timedelta(days=2 * n, hours=rng.randrange(24))
                 p = 0.1 + (0.35 if at.day <= 3 else 0) + (0.15 if 8 <= at.hour < 12 else 0)
                 writer.writerow(
                     {
-                        "case_id": f"in_{i}",
+                        "case_id": f"{prefix}_{i}",
                         "first_failed_at": failed.isoformat(),
                         "attempted_at": at.isoformat(),
                         "attempt_number": n,
@@ -646,3 +648,117 @@ def test_only_the_newest_versions_keep_their_model_files(tmp_path: Path) -> None
     )
     assert ran.returncode == 0, ran.stderr
     assert [v for v in store.versions() if (root / v / "model.pkl").exists()] == ["0004"]
+
+
+def _mangled(source: Path, target: Path) -> None:
+    """The same attempts with their outcomes shuffled among them: an import gone wrong, with
+    the right approval rate and no signal left."""
+    with source.open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    outcomes = [r["outcome"] for r in records]
+    random.Random(7).shuffle(outcomes)
+    with target.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for record, outcome in zip(records, outcomes, strict=True):
+            writer.writerow(record | {"outcome": outcome})
+
+
+def test_the_gate_keeps_the_model_in_use_when_a_new_training_predicts_worse(
+    tmp_path: Path,
+) -> None:
+    past, fresh, mangled = tmp_path / "past.csv", tmp_path / "fresh.csv", tmp_path / "bad.csv"
+    _history(past)
+    # 250 cases failing three months later: attempts neither model has seen.
+    _history(fresh, cases=250, seed=3, start=T0 + timedelta(days=90), prefix="later")
+    _mangled(past, mangled)
+    root = tmp_path / "models"
+    store = ModelStore(root)
+    first = _cli(tmp_path, "scoring", "train", "--history", str(past), "--json")
+    assert first.returncode == 0, first.stderr
+    assert (
+        "version 0001 promoted, not compared: the first version of this folder; it is in use"
+        in first.stderr
+    )
+    # The past attempts, mangled, and the fresh ones: fitted on the mangled attempts up to
+    # version 0001's last, the new training predicts the fresh ones worse than 0001 does.
+    bad = _cli(
+        tmp_path, "scoring", "train", "--history", str(mangled), "--history", str(fresh), "--json"
+    )
+    assert bad.returncode == 1, bad.stderr
+    assert "version 0002 not promoted: log loss" in bad.stderr
+    assert "on the 750 attempts since its history; version 0001 stays in use" in bad.stderr
+    gate = json.loads(bad.stdout)["gate"]
+    assert (gate["promoted"], gate["compared"], gate["champion"]) == (False, True, "0001")
+    worse, kept = gate["challenger_metrics"], gate["champion_metrics"]
+    assert worse["log_loss"] > kept["log_loss"] * 1.02
+    assert worse["auc"] < kept["auc"]
+    # Saved for the record, never served: the service and the store keep 0001.
+    assert store.versions() == ["0001", "0002"] and store.serving() == "0001"
+    assert NewestModel(root).version == "0001" and store.load().version == "0001"
+    shown = _cli(tmp_path, "scoring", "show", "--version", "0002")
+    assert "promotion gate: not promoted: log loss" in " ".join(shown.stdout.split())
+    # The right history passes: fitted on the same attempts as 0001, it predicts alike.
+    good = _cli(
+        tmp_path, "scoring", "train", "--history", str(past), "--history", str(fresh), "--json"
+    )
+    assert good.returncode == 0, good.stderr
+    gate = json.loads(good.stdout)["gate"]
+    assert (gate["promoted"], gate["compared"], gate["fresh_rows"]) == (True, True, 750)
+    assert "version 0003 promoted: log loss" in good.stderr
+    assert store.serving() == "0003" and NewestModel(root).version == "0003"
+    # A person may overrule the gate; the manifest says so.
+    forced = _cli(
+        tmp_path,
+        "scoring",
+        "train",
+        "--history",
+        str(mangled),
+        "--history",
+        str(fresh),
+        "--no-gate",
+        "--json",
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["gate"] == {
+        "promoted": True,
+        "compared": False,
+        "forced": True,
+        "reason": "promoted without a comparison (--no-gate)",
+    }
+    assert store.serving() == "0004"
+
+
+def test_too_few_fresh_attempts_are_not_a_comparison(tmp_path: Path) -> None:
+    past, fresh = tmp_path / "past.csv", tmp_path / "fresh.csv"
+    _history(past)
+    _history(fresh, cases=20, seed=3, start=T0 + timedelta(days=90), prefix="later")
+    rows, _ = read_history(past)
+    later, _ = read_history(fresh)
+    root = tmp_path / "models"
+    assert train_version(root, rows, {}, skip_unchanged=False).promoted  # type: ignore[union-attr]
+    saved = train_version(root, rows + later, {}, skip_unchanged=False)
+    assert saved is not None and saved.promoted
+    assert saved.gate["compared"] is False
+    assert saved.gate["reason"].startswith(
+        "promoted, not compared: 60 attempts since version 0001's"
+    )
+    assert ModelStore(root).serving() == "0002"
+
+
+def test_pruning_never_takes_the_model_in_use(tmp_path: Path) -> None:
+    past, fresh, mangled = tmp_path / "past.csv", tmp_path / "fresh.csv", tmp_path / "bad.csv"
+    _history(past)
+    _history(fresh, cases=250, seed=3, start=T0 + timedelta(days=90), prefix="later")
+    _mangled(past, mangled)
+    good, _ = read_history(past)
+    bad = read_history(mangled)[0] + read_history(fresh)[0]
+    root = tmp_path / "models"
+    train_version(root, good, {}, skip_unchanged=False, keep=1)
+    for _ in range(2):
+        saved = train_version(root, bad, {}, skip_unchanged=False, keep=1)
+        assert saved is not None and not saved.promoted
+    # Only the newest keeps its file, and the one in use, older, whatever `keep` says.
+    store = ModelStore(root)
+    assert [v for v in store.versions() if (root / v / "model.pkl").exists()] == ["0001", "0003"]
+    assert store.serving() == "0001" and NewestModel(root).version == "0001"

@@ -1,8 +1,8 @@
 """The newest model in the model folder, picked up by a running service without a restart.
 
 Retraining (`dunwell run`'s background thread, or `dunwell scoring train`: retrain.py) adds
-a version folder. A service holds a `NewestModel` per folder, which
-looks for a newer version at most once a `check_every` and swaps it in between decisions;
+a version folder. A service holds a `NewestModel` per folder, which looks for a newer
+promoted version (gate.py) at most once a `check_every` and swaps it in between decisions;
 every retry it times names the version it used, so the audit trail shows when the switch
 happened. A version that does not load (a half-copied folder, features of another dunwell)
 is logged and skipped: the model in use stays, and without one the core keeps its
@@ -48,8 +48,7 @@ class NewestModel:
         now = self._monotonic()
         if self._checked is None or now - self._checked >= self._every:
             self._checked = now
-            versions = self._store.versions()
-            newest = versions[-1] if versions else None
+            newest = self._store.serving()  # a version the gate turned down never serves
             if newest is not None and newest != self._tried:
                 self._tried = newest
                 try:

@@ -301,11 +301,8 @@ def _train(
                 key=lambda item: -item[1],
             )
         }
-    encoder = Encoder.fit(features)
-    final = _classifier()
-    final.fit(encoder.matrix(features), labels)
-    per_attempt = recovered_per_attempt(rows)
-    depth = depth_decay(rows)
+    scorer = fit_scorer(rows, features, labels, version)
+    per_attempt, depth = scorer.recovered_per_attempt, scorer.depth
     manifest = {
         "version": version,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -318,14 +315,35 @@ def _train(
         "features": list(FEATURE_NAMES),
         "categorical": sorted(CATEGORICAL),
         "model": "sklearn.ensemble.HistGradientBoostingClassifier",
-        "params": {k: v for k, v in final.get_params().items() if k != "categorical_features"},
+        "params": {
+            k: v for k, v in scorer.classifier.get_params().items() if k != "categorical_features"
+        },
         "library": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         "recovered_per_attempt_minor": per_attempt,
         "recovered_per_attempt_over": BASE_OVER,
         "depth": {lane: d.as_dict() for lane, d in depth.items()},
         "validation": validation,
     }
-    return LearnedScorer(version, len(rows), encoder, final, per_attempt, depth), manifest
+    return scorer, manifest
+
+
+def fit_scorer(
+    rows: Sequence[HistoryRow], features: Sequence[RetryFeatures], labels: np.ndarray, version: str
+) -> LearnedScorer:
+    """The scorer the rows teach (`features` and `labels` are theirs, in the same order),
+    without validation: the model `train` keeps, and the one the promotion gate compares
+    with the model in use (gate.py). Call it under `threadpool_limits(1)`."""
+    encoder = Encoder.fit(features)
+    classifier = _classifier()
+    classifier.fit(encoder.matrix(features), labels)
+    return LearnedScorer(
+        version,
+        len(rows),
+        encoder,
+        classifier,
+        recovered_per_attempt(rows),
+        depth_decay(rows),
+    )
 
 
 def calibration_bins(

@@ -7,7 +7,9 @@ its own model, trained on the attempts dunwell made for it (`store.tenant_model_
 single-process default, runs it in a background thread (`Retrainer`, DUNWELL_RETRAIN_EVERY).
 A round whose history is the one the newest model learned from adds no version; a tenant
 that cannot be trained yet (too few attempts) keeps the cold-start rules and is tried again
-next round. A running service picks up what a round writes (`live.py`).
+next round. A new version times retries only if the promotion gate finds it predicts no
+worse than the model in use (gate.py); one turned down is kept for the record. A running
+service picks up what a round promotes (`live.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dunwell.domain.policy import Align, Policy
 from dunwell.scoring.from_store import history_from_store
+from dunwell.scoring.gate import Champion, judge, unjudged
 from dunwell.scoring.history import HistoryRow, history_digest
 from dunwell.scoring.model import NotEnoughHistory, train
 from dunwell.scoring.store import ModelStore, ModelStoreError, tenant_model_dir
@@ -46,8 +49,20 @@ class NotEnoughYet(RoundFailed):
 class Outcome:
     """What one round did for one tenant; `text` is what a person reads."""
 
-    status: Literal["trained", "unchanged", "waiting", "failed"]
+    status: Literal["trained", "rejected", "unchanged", "waiting", "failed"]
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """A version written by `train_version`, with the gate's verdict (its manifest's `gate`)."""
+
+    version: str
+    gate: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        return bool(self.gate["promoted"])
 
 
 def train_version(
@@ -58,11 +73,14 @@ def train_version(
     skip_unchanged: bool,
     skip_without_newer: bool = False,
     keep: int | None = None,
-) -> str | None:
+    gate: bool = True,
+) -> Saved | None:
     """A new version in `root` from `rows`; None when `skip_unchanged` and they are exactly
     what the newest version learned from, or when `skip_without_newer` and none of them is
     later than its last attempt (a sliding window that only lost old cases: an idle
-    tenant). With `keep`, only the newest `keep` versions keep their model files afterwards
+    tenant). With `gate`, the version serves only if the promotion gate passes it (without,
+    it serves whatever it scores: a person's `--no-gate`). With `keep`, only the newest
+    `keep` versions and the one in use keep their model files afterwards
     (`ModelStore.prune`). Raises `RoundFailed` when no model can be made."""
     store = ModelStore(root)
     if (skip_unchanged or skip_without_newer) and store.versions():
@@ -77,15 +95,42 @@ def train_version(
     except NotEnoughHistory as exc:
         raise NotEnoughYet(f"cannot train: {exc}") from None
     manifest.update(manifest_extra)
+    manifest["gate"] = (
+        _verdict(store, rows)
+        if gate
+        else unjudged("promoted without a comparison (--no-gate)", forced=True)
+    )
     try:
         version = store.save(scorer, manifest)
     except ModelStoreError as exc:
         raise RoundFailed(str(exc)) from None
+    saved = Saved(version, manifest["gate"])
+    if not saved.promoted:
+        log.warning(
+            "scoring.version_not_promoted",
+            folder=str(root),
+            version=version,
+            in_use=saved.gate["champion"],
+            reason=saved.gate["reason"],
+        )
     if keep is not None:
         pruned = store.prune(keep)
         if pruned:
             log.info("scoring.models_pruned", folder=str(root), versions=pruned, keep=keep)
-    return version
+    return saved
+
+
+def _verdict(store: ModelStore, rows: list[HistoryRow]) -> dict[str, Any]:
+    """The gate's verdict on a version trained on `rows`, against the folder's model in use."""
+    in_use = store.serving()
+    if in_use is None:
+        return unjudged("promoted, not compared: the first version of this folder")
+    try:
+        scorer = store.load(in_use)
+        history_to = datetime.fromisoformat(store.manifest(in_use)["history_to"])
+    except (ModelStoreError, KeyError, ValueError) as exc:
+        return unjudged(f"promoted, not compared: version {in_use} in use does not load ({exc})")
+    return judge(rows, Champion(scorer, in_use, history_to))
 
 
 def tenant_history(
@@ -131,9 +176,11 @@ def retrain_tenants(
     days: int,
     now: datetime,
     keep: int | None = None,
+    gate: bool = True,
 ) -> dict[str, Outcome]:
-    """One round over every learning tenant: tenant -> what happened (a new version, no new
-    attempt, not enough yet, or why it failed). Each is logged; none stops the others."""
+    """One round over every learning tenant: tenant -> what happened (a new version in use,
+    one the gate turned down, no new attempt, not enough yet, or why it failed). Each is
+    logged; none stops the others."""
     outcomes: dict[str, Outcome] = {}
     for tenant in learning_tenants(sessions, policies, default_policy):
         try:
@@ -144,13 +191,14 @@ def retrain_tenants(
             }
             # Only the engine's own attempts: a row later than the newest model's last one
             # is the only way the history can have grown.
-            version = train_version(
+            saved = train_version(
                 tenant_model_dir(root, tenant),
                 rows,
                 extra,
                 skip_unchanged=True,
                 skip_without_newer=True,
                 keep=keep,
+                gate=gate,
             )
         except NotEnoughYet as exc:
             log.info("scoring.retrain_waiting", tenant=tenant, reason=str(exc))
@@ -159,12 +207,20 @@ def retrain_tenants(
             log.error("scoring.retrain_failed", tenant=tenant, error=str(exc))
             outcomes[tenant] = Outcome("failed", f"failed: {exc}")
         else:
-            if version is None:
+            if saved is None:
                 log.info("scoring.retrain_skipped", tenant=tenant, reason="no new attempts")
                 outcomes[tenant] = Outcome("unchanged", "no attempt added since the newest model")
+            elif not saved.promoted:
+                outcomes[tenant] = Outcome(
+                    "rejected",
+                    f"version {saved.version} {saved.gate['reason']}; version "
+                    f"{saved.gate['champion']} stays in use",
+                )
             else:
-                log.info("scoring.retrained", tenant=tenant, version=version, rows=len(rows))
-                outcomes[tenant] = Outcome("trained", f"version {version} ({len(rows)} attempts)")
+                log.info("scoring.retrained", tenant=tenant, version=saved.version, rows=len(rows))
+                outcomes[tenant] = Outcome(
+                    "trained", f"version {saved.version} ({len(rows)} attempts)"
+                )
     return outcomes
 
 

@@ -7,8 +7,10 @@
       0002/...
       tenants/acme/0001/...   trained on tenant acme's own attempts (scoring train --tenant)
 
-The newest version is the one in use unless a version is asked for. A model whose file does
-not match the manifest's hash is refused.
+The newest promoted version is the one in use unless a version is asked for: a retrained
+version the promotion gate turned down (gate.py; its manifest's `gate.promoted` is false)
+stays on disk for the record and never serves. A model whose file does not match the
+manifest's hash is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import quote
 import structlog
 
 from dunwell.domain.scoring import FEATURE_NAMES
+from dunwell.scoring.gate import promoted
 from dunwell.scoring.model import LearnedScorer, base_counts_dead_cards
 
 log = structlog.get_logger(__name__)
@@ -54,6 +57,13 @@ class ModelStore:
             if not p.name.startswith(".") and (p / MANIFEST).is_file()
         )
 
+    def serving(self) -> str | None:
+        """The newest version the gate promoted (None: no version, or none promoted)."""
+        for version in reversed(self.versions()):
+            if promoted(self.manifest(version)):
+                return version
+        return None
+
     def next_version(self) -> str:
         numbers = [int(v) for v in self.versions() if v.isdigit()]
         return f"{(max(numbers) if numbers else 0) + 1:04d}"
@@ -80,14 +90,18 @@ class ModelStore:
         return version
 
     def prune(self, keep: int) -> list[str]:
-        """Delete the model files of all but the newest `keep` versions; their manifests
-        stay, so the audit trail's version names still say what each model was trained on
-        and how it validated. Returns the versions pruned now."""
+        """Delete the model files of all but the newest `keep` versions and the one in use
+        (`serving`, older when the gate turned the newer ones down); their manifests stay, so
+        the audit trail's version names still say what each model was trained on and how it
+        validated. Returns the versions pruned now."""
         if keep < 1:
             raise ValueError("keep at least the newest version")
         pruned = []
+        in_use = self.serving()
         for version in self.versions()[:-keep]:
             model = self.root / version / MODEL
+            if version == in_use:
+                continue
             if model.is_file():
                 model.unlink()
                 pruned.append(version)
@@ -99,6 +113,11 @@ class ModelStore:
         return loaded
 
     def load(self, version: str | None = None) -> LearnedScorer:
+        """A version's scorer; by default the one in use (`serving`)."""
+        if version is None and self.versions():
+            version = self.serving()
+            if version is None:
+                raise ModelStoreError(f"no version in {self.root} was promoted by the gate")
         folder = self._folder(version)
         manifest = self.manifest(folder.name)
         if manifest.get("features") != list(FEATURE_NAMES):
@@ -138,8 +157,8 @@ class ModelStore:
 
 
 def load_latest(root: Path | None) -> LearnedScorer | None:
-    """The newest model in `root`, or None when there is none (cold start)."""
+    """The model in use in `root`, or None when there is none (cold start)."""
     if root is None:
         return None
     store = ModelStore(root)
-    return store.load() if store.versions() else None
+    return store.load() if store.serving() else None
