@@ -138,9 +138,10 @@ def run(
 
 
 def _retrainer(services, settings: Settings):  # type: ignore[no-untyped-def]
-    """The embedded default retrains each learning tenant's model itself (scoring/retrain.py),
-    in a background thread; a deployment of several processes runs `dunwell scoring train
-    --all-tenants --every 24h` once instead, and sets DUNWELL_RETRAIN_EVERY=off here."""
+    """The embedded default retrains each learning tenant's model itself (scoring/retrain.py):
+    a background thread starts `dunwell scoring train --all-tenants` as a child process each
+    round; a deployment of several processes runs `dunwell scoring train --all-tenants
+    --every 24h` once instead, and sets DUNWELL_RETRAIN_EVERY=off here."""
     from dunwell.domain.durations import parse_duration
 
     text = settings.retrain_every.strip().lower()
@@ -151,21 +152,10 @@ def _retrainer(services, settings: Settings):  # type: ignore[no-untyped-def]
     except ValueError as exc:
         err.print(f"[red]cannot start[/]: DUNWELL_RETRAIN_EVERY: {exc} (or off)")
         raise typer.Exit(1) from None
-    from dunwell.scoring.retrain import Retrainer, retrain_tenants
+    from dunwell.scoring.retrain import Retrainer, RoundInChild
 
     root = services.settings.model_dir or Path("models")
-    retrainer = Retrainer(
-        every,
-        lambda: retrain_tenants(
-            root,
-            services.sessions,
-            services.policies.policies,
-            services.policies.default_name,
-            settings.retrain_days,
-            services.clock.now(),
-            settings.model_keep,
-        ),
-    )
+    retrainer = Retrainer(every, RoundInChild(root, settings.retrain_days))
     retrainer.start()
     err.print(f"retraining each learning tenant's model every {text} into {root}")
     return retrainer

@@ -24,7 +24,12 @@ from dunwell.providers.base import ProviderRegistry
 from dunwell.scoring.from_store import history_from_store
 from dunwell.scoring.history import COLUMNS, read_history
 from dunwell.scoring.model import train
-from dunwell.scoring.retrain import Retrainer, learning_tenants, retrain_tenants
+from dunwell.scoring.retrain import (
+    Retrainer,
+    RoundInChild,
+    learning_tenants,
+    retrain_tenants,
+)
 from dunwell.scoring.store import ModelStore, tenant_model_dir
 from dunwell.settings import Settings
 from dunwell.store.tables import PolicyAssignment
@@ -310,6 +315,28 @@ def test_the_schedule_survives_a_failing_round_and_stops_when_asked() -> None:
     assert len(calls) == stopped_at  # no round after stop()
 
 
+def test_stopping_the_schedule_ends_a_round_under_way_in_its_child(tmp_path: Path) -> None:
+    round_ = RoundInChild(tmp_path / "models", 365)
+    assert round_.command[2:6] == ["dunwell.cli", "scoring", "train", "--all-tenants"]
+    # A round that would take a minute: stop() must not wait for it.
+    started = tmp_path / "started"
+    round_.command = [
+        sys.executable,
+        "-c",
+        f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)",
+    ]
+    retrainer = Retrainer(timedelta(hours=1), round_)
+    retrainer.start()
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline, "the round's child never started"
+        time.sleep(0.01)
+    begun = time.monotonic()
+    retrainer.stop(timeout=20)
+    assert time.monotonic() - begun < 10 and retrainer.rounds == 1  # the round has returned
+    assert round_() == {}  # stopped: no new round starts
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_dunwell_run_retrains_a_learning_tenant_by_itself(
     services, clock, database_url, tmp_path: Path
@@ -348,6 +375,17 @@ def test_dunwell_run_retrains_a_learning_tenant_by_itself(
             assert time.monotonic() < deadline, f"no model trained:\n{log.read_text()}"
             time.sleep(0.2)
         assert json.loads(manifest.read_text())["history_tenant"]["tenant"] == "acme"
+        # The round ran as a child (`dunwell scoring train --all-tenants`), which the service
+        # waited for and whose outcome per tenant it logged.
+        while "scoring.retrain_round" not in log.read_text():
+            assert time.monotonic() < deadline, f"no round logged:\n{log.read_text()}"
+            time.sleep(0.2)
+        rounds = [
+            json.loads(line)
+            for line in log.read_text().splitlines()
+            if line.startswith("{") and '"scoring.retrain_round"' in line
+        ]
+        assert rounds[0]["tenants"]["acme"].startswith("version 0001 ("), rounds
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

@@ -14,6 +14,9 @@ service picks up what a round promotes (`live.py`).
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -224,9 +227,60 @@ def retrain_tenants(
     return outcomes
 
 
+class RoundInChild:
+    """One round as `dunwell scoring train --all-tenants`, in a child process, for `dunwell
+    run`: building the features of a year of attempts holds the GIL for seconds (the gate
+    builds them twice), and a process of its own keeps that, and the memory, away from the
+    API and the worker. The child reads the same settings (the environment, the working
+    folder); its log lines go to the same stderr. Returns tenant -> outcome text."""
+
+    def __init__(self, root: Path, days: int) -> None:
+        self.command = [
+            sys.executable,
+            "-m",
+            "dunwell.cli",
+            "scoring",
+            "train",
+            "--all-tenants",
+            "--days",
+            str(days),
+            "--model-dir",
+            str(root),
+            "--json",
+        ]
+        self._child: subprocess.Popen[str] | None = None
+        self._stopping = threading.Event()
+
+    def __call__(self) -> dict[str, str]:
+        if self._stopping.is_set():
+            return {}
+        self._child = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
+        out, _ = self._child.communicate()
+        code = self._child.returncode
+        tenants: dict[str, str] = {}
+        for line in out.splitlines():  # one JSON object a round; nothing else on stdout
+            if line.startswith("{"):
+                tenants = json.loads(line).get("tenants", {})
+        if code == 0:
+            log.info("scoring.retrain_round", tenants=tenants)
+        elif self._stopping.is_set():
+            log.info("scoring.retrain_round_stopped", exit_code=code)
+        else:  # 1: a tenant failed or was turned down by the gate; each logged by the child
+            log.warning("scoring.retrain_round_incomplete", exit_code=code, tenants=tenants)
+        return tenants
+
+    def stop(self) -> None:
+        """End a round under way: every save is atomic, so cutting it leaves no half version."""
+        self._stopping.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+
+
 class Retrainer:
-    """`retrain_tenants` every `every`, in a daemon thread, until `stop()`. The first round
-    runs at once, so a restarted service does not wait a day for what it missed."""
+    """A round every `every`, in a daemon thread, until `stop()`. The first round runs at
+    once, so a restarted service does not wait a day for what it missed. `round_` is
+    `retrain_tenants` bound to its arguments, or a `RoundInChild` (`dunwell run`)."""
 
     def __init__(
         self,
@@ -243,9 +297,13 @@ class Retrainer:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the loop to end; a round under way finishes its tenant's save (atomic either
-        way) only if it ends within `timeout`, else the process exit cuts it harmlessly."""
+        """Ask the loop to end, and a round under way in a child to end too; a round in this
+        process finishes its tenant's save (atomic either way) only if it ends within
+        `timeout`, else the process exit cuts it harmlessly."""
         self._stop.set()
+        stop_round = getattr(self._round, "stop", None)
+        if stop_round is not None:
+            stop_round()
         self._thread.join(timeout)
 
     def _loop(self) -> None:
