@@ -7,6 +7,7 @@
                                          retrain on the tenant's own attempts every day
     dunwell scoring show [--version V] [--tenant T]
                                          a model's manifest: metrics, calibration, importances
+    dunwell scoring versions|pin|unpin   which version is in use; a rollback (cli_model_versions)
 
 Models and imported history live under DUNWELL_MODEL_DIR (default ./models): `history/` holds
 the imported files, `0001/`, `0002/`, ... the versions trained on them, `tenants/T/0001/`, ...
@@ -66,6 +67,8 @@ def _models(model_dir: Path | None, tenant: str | None) -> Path:
 
 
 def register(app: typer.Typer) -> None:
+    import dunwell.cli_model_versions  # noqa: F401 - adds `scoring versions|pin|unpin`
+
     app.add_typer(history_app, name="history")
     app.add_typer(scoring_app, name="scoring")
     app.command("backtest")(backtest_command)

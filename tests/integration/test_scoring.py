@@ -29,7 +29,7 @@ from dunwell.scoring.features import history_features
 from dunwell.scoring.history import COLUMNS, read_history
 from dunwell.scoring.live import NewestModel
 from dunwell.scoring.model import train
-from dunwell.scoring.retrain import train_version
+from dunwell.scoring.retrain import RoundFailed, train_version
 from dunwell.scoring.store import ModelStore, ModelStoreError, load_latest
 from dunwell.sim.harness import simulate
 
@@ -762,3 +762,61 @@ def test_pruning_never_takes_the_model_in_use(tmp_path: Path) -> None:
     store = ModelStore(root)
     assert [v for v in store.versions() if (root / v / "model.pkl").exists()] == ["0001", "0003"]
     assert store.serving() == "0001" and NewestModel(root).version == "0001"
+
+
+def test_a_pinned_version_serves_until_unpinned_whatever_retraining_adds(tmp_path: Path) -> None:
+    past, fresh = tmp_path / "past.csv", tmp_path / "fresh.csv"
+    _history(past)
+    _history(fresh, cases=250, seed=3, start=T0 + timedelta(days=90), prefix="later")
+    old, _ = read_history(past)
+    new = old + read_history(fresh)[0]
+    root = tmp_path / "models"
+    store = ModelStore(root)
+    train_version(root, old, {}, skip_unchanged=False)
+    train_version(root, new, {}, skip_unchanged=False)
+    running = NewestModel(root, check_every=timedelta(0))  # a service's view, checked per call
+    assert running.version == "0002"
+    # A rollback: 0001 serves, the running service switches back.
+    pinned = _cli(tmp_path, "scoring", "pin", "0001", "--reason", "0002 times retries badly")
+    assert pinned.returncode == 0, pinned.stderr
+    assert "version 0001 pinned: a running service uses it within a minute" in pinned.stderr
+    assert running.version == "0001"
+    listed = json.loads(_cli(tmp_path, "scoring", "versions", "--json").stdout)
+    assert listed["in_use"] == "0001" and listed["pinned"]["reason"] == "0002 times retries badly"
+    assert [(v["version"], v["in_use"]) for v in listed["versions"]] == [
+        ("0001", True),
+        ("0002", False),
+    ]
+    # Retraining goes on: its gate compares with the pinned version, which stays in use, and
+    # pruning keeps its file.
+    saved = train_version(root, new, {"note": "again"}, skip_unchanged=False, keep=1)
+    assert saved is not None and saved.gate["champion"] == "0001" and saved.promoted
+    assert store.serving() == "0001" and running.version == "0001"
+    assert (root / "0001" / "model.pkl").is_file() and not (root / "0002" / "model.pkl").exists()
+    table = _cli(tmp_path, "scoring", "versions", env={"COLUMNS": "300"})
+    assert "0001 (in use, pinned)" in table.stdout and "pruned" in table.stdout
+    # Nothing pruned or unknown can be pinned.
+    for version, message in (("0002", "its model file was pruned"), ("0009", "no model version")):
+        refused = _cli(tmp_path, "scoring", "pin", version)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    unpinned = _cli(tmp_path, "scoring", "unpin")
+    assert "unpinned 0001; in use now: 0003" in unpinned.stderr
+    assert running.version == "0003"
+    assert "nothing pinned" in _cli(tmp_path, "scoring", "unpin").stderr
+
+
+def test_a_pin_naming_a_version_that_is_gone_keeps_the_model_in_use(tmp_path: Path) -> None:
+    source = tmp_path / "past.csv"
+    _history(source, cases=100)
+    rows, _ = read_history(source)
+    root = tmp_path / "models"
+    train_version(root, rows, {}, skip_unchanged=False)
+    running = NewestModel(root, check_every=timedelta(0))
+    assert running.version == "0001"
+    (root / "pinned.json").write_text(json.dumps({"version": "0007"}))
+    assert running.version == "0001"  # logged (scoring.pin_refused), not followed
+    listed = _cli(tmp_path, "scoring", "versions")
+    assert listed.returncode == 2 and "pins version '0007'" in listed.stderr
+    # A round refuses to guess which model the gate should compare with.
+    with pytest.raises(RoundFailed, match="cannot tell the version in use"):
+        train_version(root, rows, {}, skip_unchanged=False)

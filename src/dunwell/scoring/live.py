@@ -2,7 +2,8 @@
 
 Retraining (`dunwell run`'s background thread, or `dunwell scoring train`: retrain.py) adds
 a version folder. A service holds a `NewestModel` per folder, which looks for a newer
-promoted version (gate.py) at most once a `check_every` and swaps it in between decisions;
+promoted version (gate.py), or a pinned one (`dunwell scoring pin`, a rollback), at most once
+a `check_every` and swaps it in between decisions;
 every retry it times names the version it used, so the audit trail shows when the switch
 happened. A version that does not load (a half-copied folder, features of another dunwell)
 is logged and skipped: the model in use stays, and without one the core keeps its
@@ -41,14 +42,18 @@ class NewestModel:
         self._every = check_every.total_seconds()
         self._monotonic = monotonic
         self._checked: float | None = None
-        self._tried: str | None = None  # the newest version seen, loaded or not
+        self._tried: str | None = None  # the version in use last seen, loaded or not
         self._model: LearnedScorer | None = None
 
     def current(self) -> LearnedScorer | None:
         now = self._monotonic()
         if self._checked is None or now - self._checked >= self._every:
             self._checked = now
-            newest = self._store.serving()  # a version the gate turned down never serves
+            try:  # the pinned version, else the newest the gate promoted
+                newest = self._store.serving()
+            except (ModelStoreError, ValueError) as exc:  # a pin naming no version, unreadable
+                log.error("scoring.pin_refused", folder=str(self._store.root), error=str(exc))
+                newest = None  # the model in use stays
             if newest is not None and newest != self._tried:
                 self._tried = newest
                 try:

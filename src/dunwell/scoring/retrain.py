@@ -125,7 +125,10 @@ def train_version(
 
 def _verdict(store: ModelStore, rows: list[HistoryRow]) -> dict[str, Any]:
     """The gate's verdict on a version trained on `rows`, against the folder's model in use."""
-    in_use = store.serving()
+    try:
+        in_use = store.serving()
+    except (ModelStoreError, ValueError) as exc:  # a broken pin: a person must look at it
+        raise RoundFailed(f"cannot tell the version in use: {exc}") from None
     if in_use is None:
         return unjudged("promoted, not compared: the first version of this folder")
     try:

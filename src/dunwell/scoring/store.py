@@ -7,18 +7,20 @@
       0002/...
       tenants/acme/0001/...   trained on tenant acme's own attempts (scoring train --tenant)
 
-The newest promoted version is the one in use unless a version is asked for: a retrained
-version the promotion gate turned down (gate.py; its manifest's `gate.promoted` is false)
-stays on disk for the record and never serves. A model whose file does not match the
-manifest's hash is refused.
+The version in use is the pinned one (`pinned.json`, `dunwell scoring pin`: a person's
+rollback), else the newest promoted: a retrained version the promotion gate turned down
+(gate.py; its manifest's `gate.promoted` is false) stays on disk for the record and never
+serves. A model whose file does not match the manifest's hash is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +33,7 @@ from dunwell.scoring.model import LearnedScorer, base_counts_dead_cards
 
 log = structlog.get_logger(__name__)
 
-MANIFEST, MODEL = "manifest.json", "model.pkl"
+MANIFEST, MODEL, PIN = "manifest.json", "model.pkl", "pinned.json"
 
 
 class ModelStoreError(ValueError):
@@ -58,11 +60,48 @@ class ModelStore:
         )
 
     def serving(self) -> str | None:
-        """The newest version the gate promoted (None: no version, or none promoted)."""
+        """The version in use: the pinned one, else the newest the gate promoted (None: no
+        version, or none promoted)."""
+        pinned = self.pinned()
+        if pinned is not None:
+            return str(pinned["version"])
         for version in reversed(self.versions()):
             if promoted(self.manifest(version)):
                 return version
         return None
+
+    def pinned(self) -> dict[str, Any] | None:
+        """The pin (version, when, why), or None. A pin naming a version that is gone is
+        refused loudly rather than ignored: the service would otherwise serve another model
+        than the person chose."""
+        path = self.root / PIN
+        if not path.is_file():
+            return None
+        pin: dict[str, Any] = json.loads(path.read_text())
+        if pin.get("version") not in self.versions():
+            raise ModelStoreError(f"{path} pins version {pin.get('version')!r}, not in {self.root}")
+        return pin
+
+    def pin(self, version: str, reason: str, now: datetime) -> dict[str, Any]:
+        """Put `version` in use until `unpin`, whatever retraining adds meanwhile (a rollback).
+        Its model file must still be there (`prune` keeps a pinned version's)."""
+        folder = self._folder(version)
+        if not (folder / MODEL).is_file():
+            raise ModelStoreError(f"cannot pin {version}: its model file was pruned")
+        pin = {"version": version, "pinned_at": now.isoformat(timespec="seconds"), "reason": reason}
+        partial = self.root / f".{PIN}.partial"
+        partial.write_text(json.dumps(pin, indent=2, sort_keys=True) + "\n")
+        os.replace(partial, self.root / PIN)  # atomic: a service reads the old pin or the new
+        return pin
+
+    def unpin(self) -> dict[str, Any] | None:
+        """Back to the newest promoted version; the pin that was lifted, or None."""
+        path = self.root / PIN
+        if not path.is_file():
+            return None
+        pin: dict[str, Any] = json.loads(path.read_text())
+        path.unlink()
+        return pin
 
     def next_version(self) -> str:
         numbers = [int(v) for v in self.versions() if v.isdigit()]
