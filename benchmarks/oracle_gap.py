@@ -8,7 +8,8 @@ policies run exactly as in `dunwell simulate`, with a training period on `baseli
 
     .venv/bin/python benchmarks/oracle_gap.py [--world realistic] [--seed 12]
         [--policies baseline-fixed,smart] [--customers 3000] [--days 45]
-        [--train-customers 4000] [--train-days 60] [--out benchmarks/results/oracle-gap]
+        [--train-customers 4000] [--train-days 60] [--charges 15]
+        [--out benchmarks/results/oracle-gap]
 
 Per policy and cause: cases, how many the oracle counts recoverable, how many were
 recovered, the recoverable amount not recovered as a share of the oracle's whole amount
@@ -18,8 +19,14 @@ did with the messages: cancelled after one (a complaint), never got them (the em
 and the policy had no other channel), or ignored, read or acted on them. Issuer declines
 are split in two: `issuer/hopeless` are the customers whose issuer approves one charge in
 fifty (`HOPELESS_APPROVAL`); the oracle counts nearly all of them recoverable, since each
-of the window's hours is a fresh draw. The same command line gives the same numbers.
-Nothing here is a test.
+of the window's hours is a fresh draw.
+
+Beside the oracle, what is within reach (`RealisticWorld.within_reach`): the amount the best
+policy that knew each customer's hidden parameters, but not the dice, could expect to
+recover with at most `--charges` charges per card (Visa's 15 reattempts in 30 days). A
+policy's share of it says how much of what a policy can expect it gets; the oracle's share
+also counts the lucky hours no policy can aim at. The same command line gives the same
+numbers. Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=45)
     parser.add_argument("--train-customers", type=int, default=4000)
     parser.add_argument("--train-days", type=int, default=60)
+    parser.add_argument("--charges", type=int, default=15, help="per card, for within reach")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     configure_logging("console", logging.ERROR)
@@ -62,14 +70,22 @@ def main() -> None:
         size = {"customers": args.customers, "days": args.days}
         return factory(seed=args.seed, start=DEFAULT_START, **size)
 
-    result: dict[str, Any] = {"world": args.world, "seed": args.seed, "policies": {}}
+    result: dict[str, Any] = {
+        "world": args.world,
+        "seed": args.seed,
+        "charges_per_card_within_reach": args.charges,
+        "policies": {},
+    }
+    reach: dict[str, float] = {}
     for policy in args.policies.split(","):
         kept: list[object] = []
         harness.run_policy(fresh, policy, scorer, history=False, keep=kept)
         world, _, cases = kept[-3:]
         if not isinstance(world, RealisticWorld):
             raise SystemExit(f"--world {args.world}: only the realistic worlds show their causes")
-        result["policies"][policy] = _by_cause(world, cases)  # type: ignore[arg-type]
+        if not reach:  # the same customers for every policy: once
+            reach = {cid: world.within_reach(cid, args.charges) for cid in world.customers}
+        result["policies"][policy] = _by_cause(world, cases, reach)  # type: ignore[arg-type]
         reactions = _by_reaction(world, cases)  # type: ignore[arg-type]
         result["policies"][policy]["by_reaction"] = reactions
     args.out.mkdir(parents=True, exist_ok=True)
@@ -79,8 +95,8 @@ def main() -> None:
     print(f"\n{path}")
 
 
-def _by_cause(world: RealisticWorld, cases: list[Any]) -> dict[str, Any]:
-    rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+def _by_cause(world: RealisticWorld, cases: list[Any], reach: dict[str, float]) -> dict[str, Any]:
+    rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     oracle_minor = 0
     for case in cases:
         customer = world.customers[case.customer.id]
@@ -92,6 +108,8 @@ def _by_cause(world: RealisticWorld, cases: list[Any]) -> dict[str, Any]:
         row["charges"] += len(case.attempts)
         recovered = case.status.value == "recovered"
         row["recovered"] += recovered
+        row["recovered_minor"] += customer.amount_minor if recovered else 0
+        row["reach_minor"] += customer.amount_minor * reach[case.customer.id]
         if world.recoverable(case.customer.id):
             row["recoverable"] += 1
             row["recoverable_minor"] += customer.amount_minor
@@ -100,17 +118,27 @@ def _by_cause(world: RealisticWorld, cases: list[Any]) -> dict[str, Any]:
                 row["missed_minor"] += customer.amount_minor
     causes = {
         cause: {
-            "cases": row["cases"],
-            "recoverable": row["recoverable"],
-            "recovered": row["recovered"],
-            "missed_recoverable_minor": row["missed_minor"],
+            "cases": int(row["cases"]),
+            "recoverable": int(row["recoverable"]),
+            "recovered": int(row["recovered"]),
+            "missed_recoverable_minor": int(row["missed_minor"]),
             "missed_share_of_oracle_amount": round(row["missed_minor"] / oracle_minor, 4),
             "charges_per_case": round(row["charges"] / row["cases"], 2),
+            "recovered_minor": int(row["recovered_minor"]),
+            "within_reach_minor": round(row["reach_minor"]),
+            "oracle_minor": int(row["recoverable_minor"]),
         }
         for cause, row in sorted(rows.items())
     }
     missed = sum(row["missed_minor"] for row in rows.values())
-    return {"causes": causes, "missed_share_of_oracle_amount": round(missed / oracle_minor, 4)}
+    recovered = sum(row["recovered_minor"] for row in rows.values())
+    within = sum(row["reach_minor"] for row in rows.values())
+    return {
+        "causes": causes,
+        "missed_share_of_oracle_amount": round(missed / oracle_minor, 4),
+        "within_reach_share_of_oracle_amount": round(within / oracle_minor, 4),
+        "share_of_within_reach": round(recovered / within, 4),
+    }
 
 
 def _by_reaction(world: RealisticWorld, cases: list[Any]) -> dict[str, float]:
@@ -138,14 +166,25 @@ def _by_reaction(world: RealisticWorld, cases: list[Any]) -> dict[str, float]:
 def _print(result: dict[str, Any]) -> None:
     for policy, found in result["policies"].items():
         print(f"\n{policy} on {result['world']} seed {result['seed']}")
-        print("| cause | cases | recoverable | recovered | missed, of the oracle | charges/case |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print(
+            "| cause | cases | recoverable | recovered | missed, of the oracle | charges/case "
+            "| within reach, of the oracle | recovered, of within reach |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for cause, row in found["causes"].items():
+            oracle, reach = row["oracle_minor"], row["within_reach_minor"]
             print(
                 f"| {cause} | {row['cases']} | {row['recoverable']} | {row['recovered']} | "
-                f"{row['missed_share_of_oracle_amount']:.1%} | {row['charges_per_case']:.2f} |"
+                f"{row['missed_share_of_oracle_amount']:.1%} | {row['charges_per_case']:.2f} | "
+                f"{reach / oracle if oracle else 0:.1%} | "
+                f"{row['recovered_minor'] / reach if reach else 0:.1%} |"
             )
         print(f"missed in all: {found['missed_share_of_oracle_amount']:.1%} of the oracle amount")
+        print(
+            f"within reach ({result['charges_per_card_within_reach']} charges per card): "
+            f"{found['within_reach_share_of_oracle_amount']:.1%} of the oracle amount; "
+            f"recovered {found['share_of_within_reach']:.1%} of it"
+        )
         reactions = ", ".join(f"{k} {v:.1%}" for k, v in found["by_reaction"].items())
         print(f"missed by what the customer did with the messages: {reactions}")
 

@@ -136,6 +136,13 @@ def test_no_policy_recovers_a_case_the_oracle_calls_lost(
         assert not beyond, (name, sorted(beyond))
         assert result.oracle is not None
         assert result.by_status["recovered"] <= result.oracle.recoverable
+        # What a policy can expect with Visa's 15 charges per card bounds what it got (the
+        # policies here make fewer); the bound is an expectation, the run one draw.
+        within = sum(
+            c.amount_minor * world.within_reach(cid, 15) for cid, c in world.customers.items()
+        )
+        got = sum(world.customers[cid].amount_minor for cid in result.recovered_customers)
+        assert got <= within, (name, got, within)
 
 
 def test_a_custom_world_from_the_command_line() -> None:

@@ -320,3 +320,50 @@ def test_the_variants_are_other_worlds() -> None:
 
     hard = {Cause.EXPIRED, Cause.LOST, Cause.SCA}
     assert share("realistic-hard-declines", hard) > share("realistic", hard) + 0.1
+
+
+def _alone(world: RealisticWorld, cause: Cause, **hidden: object) -> list[str]:
+    """Customers of `cause` nothing outside the charges can help: they ignore every message,
+    never pay elsewhere or leave, and match `hidden`."""
+    return [
+        c.id
+        for c in world.customers.values()
+        if c.cause is cause
+        and c.engagement is Engagement.IGNORE
+        and c.updater_at is None
+        and c.pays_elsewhere_at is None
+        and c.cancels_at is None
+        and all(getattr(c, k) == v for k, v in hidden.items())
+    ]
+
+
+def test_within_reach_is_what_the_best_charges_can_expect() -> None:
+    world = RealisticWorld(1500, 45, 21, START)
+    for cid in world.customers:
+        one, three, cap = (world.within_reach(cid, n) for n in (1, 3, 15))
+        assert 0.0 <= one <= three <= cap <= 1.0, cid
+    # An issuer that approves one charge in fifty: fifteen of its best hours are worth at
+    # most 1 - (1 - 0.02 x 1.15)^15, and a single charge at most 0.02 x 1.15; the oracle
+    # counts nearly all of them recoverable, one of the window's hours being lucky.
+    hopeless = _alone(world, Cause.ISSUER, approval=0.02, closes_at_charge=None)
+    assert hopeless
+    for cid in hopeless:
+        assert 1 - (1 - 0.02 * 0.7 * 0.85) ** 15 <= world.within_reach(cid, 15)
+        assert world.within_reach(cid, 15) <= 1 - (1 - 0.02 * 1.15) ** 15 + 1e-9
+        assert world.within_reach(cid, 1) <= 0.02 * 1.15 + 1e-9
+    assert sum(world.recoverable(cid) for cid in hopeless) > 0.9 * len(hopeless)
+    # Money that never comes back, and nobody to replace the card: nothing within reach.
+    broke = _alone(world, Cause.FUNDS, broke=True)
+    assert broke and all(world.within_reach(cid, 15) == 0.0 for cid in broke)
+    # An issuer that closes the account at the second charge: only the first can pass.
+    closing = _alone(world, Cause.ISSUER, closes_at_charge=2)
+    assert closing
+    assert all(world.within_reach(cid, 15) == world.within_reach(cid, 1) for cid in closing)
+    # Paying by other means ends the case recovered under any policy.
+    elsewhere = [
+        c.id
+        for c in world.customers.values()
+        if c.pays_elsewhere_at is not None and c.pays_elsewhere_at <= world.horizon
+        and (c.cancels_at is None or c.pays_elsewhere_at < c.cancels_at)
+    ]  # fmt: skip
+    assert elsewhere and all(world.within_reach(cid, 15) == 1.0 for cid in elsewhere)

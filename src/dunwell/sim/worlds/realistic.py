@@ -20,6 +20,8 @@ exactly whether some charge in the window would have been approved.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 
@@ -264,23 +266,12 @@ class RealisticWorld:
             return ChargeOutcome.declined("generic_decline", network_code=_visa(c, "05"))
         if t == _hour(c.first_failure_at):
             return self._decline(c)  # within the hour of the failure, the answer stands
-        cause = c.cause
-        if cause is Cause.FUNDS:
-            return ChargeOutcome.approved() if roll < _funds_chance(c, t) else self._decline(c)
-        if cause is Cause.ISSUER:
-            if closed:
-                advice = "03" if c.brand == "mastercard" else None
-                return ChargeOutcome.declined("do_not_try_again", advice, _visa(c, "R0"))
-            chance = min(0.95, c.approval * _local_factor(c, t))
-            return ChargeOutcome.approved() if roll < chance else self._decline(c)
-        if cause is Cause.TEMPORARY:
-            fine = t >= _hour(c.clears_at)
-            return (
-                ChargeOutcome.approved() if fine and roll < TEMPORARY_APPROVAL else self._decline(c)
-            )
-        if cause is Cause.SCA and authenticated:
-            return ChargeOutcome.approved() if roll < FIXED_APPROVAL else self._decline(c)
-        return self._decline(c)  # EXPIRED, LOST, FRAUD, and SCA not yet authenticated
+        if c.cause is Cause.ISSUER and closed:
+            advice = "03" if c.brand == "mastercard" else None
+            return ChargeOutcome.declined("do_not_try_again", advice, _visa(c, "R0"))
+        if roll < _old_card_chance(c, authenticated, t):
+            return ChargeOutcome.approved()
+        return self._decline(c)
 
     def _decline(self, c: Customer) -> ChargeOutcome:
         """The old card's decline, as the first failure said."""
@@ -332,6 +323,44 @@ class RealisticWorld:
             failed_minor=sum(c.amount_minor for c in self.customers.values()),
             window_days=ORACLE_WINDOW_DAYS,
         )
+
+    def within_reach(self, customer_id: str, charges: int) -> float:
+        """Hidden truth, for reports only: the chance that the best policy knowing this
+        customer's hidden parameters, but not the dice, recovers the case with at most
+        `charges` charges on each card (Visa allows 15 reattempts in 30 days), within the
+        oracle's window. It charges the card that failed at its `charges` hours with the best
+        chance of the window (fewer when the issuer closes the account at a charge), and the
+        new card, or the old one once authenticated, from the earliest moment a clear
+        message would have made the customer act (as the oracle assumes). Outage hours are
+        left out; a customer who pays by other means counts 1, as in the oracle.
+
+        The oracle asks whether some hour's draw would have approved: for an issuer that
+        approves one charge in fifty, one of the window's 500 hours nearly always does, which
+        no policy within the networks' caps can expect. This asks what a policy can expect."""
+        c = self.customers[customer_id]
+        if c.pays_elsewhere_at is not None and c.pays_elsewhere_at <= self.horizon:
+            if c.cancels_at is None or c.pays_elsewhere_at < c.cancels_at:
+                return 1.0
+        ends = [c.first_failure_at + timedelta(days=ORACLE_WINDOW_DAYS), self.horizon]
+        ends += [t for t in (c.pays_elsewhere_at, c.cancels_at) if t is not None]
+        end = min(ends)
+        fixed_at = self._earliest_fix(c)
+        old: list[float] = []
+        new_hours = 0  # hours the new card (or authentication) could be charged in
+        t = _hour(c.first_failure_at) + HOUR  # the failure's own hour always declines
+        while t < end:
+            if not self.outages.issuer_down(c.country, c.issuer, t):
+                fixed = fixed_at is not None and fixed_at < t + HOUR
+                if fixed and c.cause is not Cause.SCA:
+                    new_hours += 1
+                old.append(_old_card_chance(c, fixed, t))
+            t += HOUR
+        on_old = charges
+        if c.cause is Cause.ISSUER and c.closes_at_charge is not None:
+            on_old = min(charges, c.closes_at_charge - 1)  # its charges after that decline
+        fails = math.prod(1.0 - p for p in heapq.nlargest(on_old, old))
+        fails *= (1.0 - FIXED_APPROVAL) ** min(charges, new_hours)
+        return 1.0 - fails
 
     def recoverable(self, customer_id: str) -> bool:
         """The oracle's verdict on one customer (hidden truth: for tests and reports only)."""
@@ -391,6 +420,22 @@ def _card_number(c: Customer, pm: PaymentMethod) -> int | None:
 
 def _visa(c: Customer, code: str) -> str | None:
     return code if c.brand == "visa" else None
+
+
+def _old_card_chance(c: Customer, authenticated: bool, t: datetime) -> float:
+    """The chance a charge on the card that failed passes at hour `t` (after the failure's
+    own hour, the issuer up and the account open): EXPIRED, LOST, FRAUD and SCA not yet
+    authenticated never pass."""
+    cause = c.cause
+    if cause is Cause.FUNDS:
+        return _funds_chance(c, t)
+    if cause is Cause.ISSUER:
+        return min(0.95, c.approval * _local_factor(c, t))
+    if cause is Cause.TEMPORARY:
+        return TEMPORARY_APPROVAL if t >= _hour(c.clears_at) else 0.0
+    if cause is Cause.SCA and authenticated:
+        return FIXED_APPROVAL
+    return 0.0
 
 
 def _funds_chance(c: Customer, t: datetime) -> float:
