@@ -3,8 +3,9 @@
 Every tenant whose policies time retries with the model (a lane with `align: learned`) gets
 its own model, trained on the attempts dunwell made for it (`store.tenant_model_dir`).
 `dunwell scoring train --all-tenants --every 24h` runs the schedule as a process of its own
-(a deployment of several workers runs exactly one); `dunwell run`, the embedded
-single-process default, runs it in a background thread (`Retrainer`, DUNWELL_RETRAIN_EVERY).
+(a deployment of several workers runs exactly one); `dunwell run`, the embedded default,
+starts that command once a round as a child process, from a background thread (`Retrainer`
+with `RoundInChild`, DUNWELL_RETRAIN_EVERY).
 A round whose history is the one the newest model learned from adds no version; a tenant
 that cannot be trained yet (too few attempts) keeps the cold-start rules and is tried again
 next round. A new version times retries only if the promotion gate finds it predicts no
