@@ -74,9 +74,11 @@ def build(
     metrics.watch_backlog(sessions, clock.now)
     scorers = None if scorer is None else _same_for_all(scorer)
     if scorer is None and settings.model_dir is not None:
-        from dunwell.scoring.live import TenantModels  # scikit-learn only when models are used
+        from dunwell.scoring.live import ModelsInUse, TenantModels  # scikit-learn only then
 
-        scorers = TenantModels(settings.model_dir).for_tenant
+        models = TenantModels(settings.model_dir)
+        metrics.registry.register(ModelsInUse(models, clock.now))
+        scorers = models.for_tenant
     if providers is None:
         fallback: PaymentProvider = (
             HttpSimProvider(settings.sim_psp_url) if settings.sim_psp_url else SimulatedProcessor()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from dunwell.bootstrap import build, ensure_tenant
@@ -181,9 +182,22 @@ def _model(folder: Path, history: Path, seed: int) -> str:
     return ModelStore(folder).save(*train(rows))
 
 
-def _first_retry_rule(database_url, clock, processor, root: Path, n: int) -> dict[str, str]:
+def _models_in_use(exposition: str) -> dict[tuple[str, ...], float]:
+    """The retry-model gauges of a `/metrics` body, by name, tenant, source and version."""
+    return {
+        (sample.name, sample.labels["tenant"], sample.labels["source"], sample.labels["version"]):
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        if family.name.startswith("dunwell_retry_model")
+        for sample in family.samples
+    }  # fmt: skip
+
+
+def _first_retry_rule(
+    database_url, clock, processor, root: Path, n: int, scraped: list[str] | None = None
+) -> dict[str, str]:
     """A fresh service over `root`; one issuer decline each for acme and beta, both on
-    `smart`: the rule that timed each one's first retry."""
+    `smart`: the rule that timed each one's first retry (and `/metrics` in `scraped`)."""
     services = build(
         Settings(database_url=database_url, model_dir=root),
         clock=clock,
@@ -205,6 +219,8 @@ def _first_retry_rule(database_url, clock, processor, root: Path, n: int) -> dic
             with UnitOfWork(services.sessions) as uow:
                 retry = next(a for a in uow.actions.for_case(case_id) if a.type == "retry")
             rules[tenant] = retry.rule
+        if scraped is not None:
+            scraped.append(services.ingest.metrics.render().decode())
         return rules
     finally:
         services.close()
@@ -216,15 +232,26 @@ def test_each_tenant_is_timed_by_the_model_trained_on_its_own_attempts(
     root = tmp_path / "models"
     assert _model(tenant_model_dir(root, "acme"), tmp_path / "acme.csv", seed=1) == "0001"
     # Only acme has learned anything: beta's retry follows the cold-start rules.
-    rules = _first_retry_rule(database_url, clock, processor, root, 1)
+    scraped: list[str] = []
+    rules = _first_retry_rule(database_url, clock, processor, root, 1, scraped)
     assert rules["acme"].endswith("+ model 0001"), rules
     assert "model" not in rules["beta"], rules
+    # /metrics says which model times whose retries, and how old what it learned is.
+    manifest = ModelStore(tenant_model_dir(root, "acme")).manifest("0001")
+    acme = ("acme", "own", "0001")
+    age = (clock.now() - datetime.fromisoformat(manifest["history_to"])).total_seconds()
+    assert _models_in_use(scraped[0]) == {
+        ("dunwell_retry_model_rows", *acme): manifest["rows"],
+        ("dunwell_retry_model_history_age_seconds", *acme): age,
+    }  # beta has no model at all: the cold-start rules, no line
     # Models trained on imported history (the folder itself) time the tenants without their
     # own; acme keeps its own, though the shared one is newer.
     for seed in (2, 3):
         _model(root, tmp_path / f"imported{seed}.csv", seed)
-    rules = _first_retry_rule(database_url, clock, processor, root, 2)
+    rules = _first_retry_rule(database_url, clock, processor, root, 2, scraped)
     assert rules["beta"].endswith("+ model 0002"), rules
+    beta = ("dunwell_retry_model_rows", "beta", "imported", "0002")
+    assert _models_in_use(scraped[1])[beta] == ModelStore(root).manifest("0002")["rows"]
     assert rules["acme"].endswith("+ model 0001"), rules
     # The two differ, so the rule's version is not a coincidence of numbering.
     own = ModelStore(tenant_model_dir(root, "acme")).manifest()

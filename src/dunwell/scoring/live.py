@@ -17,12 +17,14 @@ without one uses the models of the folder itself, trained on imported history.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import structlog
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from dunwell.domain.scoring import RetryFeatures
 from dunwell.scoring.model import LearnedScorer
@@ -44,6 +46,7 @@ class NewestModel:
         self._checked: float | None = None
         self._tried: str | None = None  # the version in use last seen, loaded or not
         self._model: LearnedScorer | None = None
+        self.history_to: datetime | None = None  # the last attempt the model in use learned
 
     def current(self) -> LearnedScorer | None:
         now = self._monotonic()
@@ -58,6 +61,7 @@ class NewestModel:
                 self._tried = newest
                 try:
                     self._model = self._store.load(newest)
+                    self.history_to = _history_to(self._store.manifest(newest))
                     log.info(
                         "scoring.model_loaded",
                         folder=str(self._store.root),
@@ -114,6 +118,17 @@ class TenantModels:
         self._shared = self._newest(root)
         self._own: dict[str, NewestModel] = {}
 
+    def in_use(self) -> dict[str, tuple[str, NewestModel]]:
+        """Per tenant whose retries were timed since the service started: where its model
+        comes from (`own` or `imported`) and the model, for the metrics."""
+        out = {}
+        for tenant, own in list(self._own.items()):
+            if own.current() is not None:
+                out[tenant] = ("own", own)
+            elif self._shared.current() is not None:
+                out[tenant] = ("imported", self._shared)
+        return out
+
     def for_tenant(self, tenant_id: str) -> NewestModel:
         own = self._own.get(tenant_id)
         if own is None:
@@ -122,3 +137,38 @@ class TenantModels:
                 tenant_id, self._newest(tenant_model_dir(self._root, tenant_id))
             )
         return own if own.current() is not None else self._shared
+
+
+def _history_to(manifest: dict[str, object]) -> datetime | None:
+    text = manifest.get("history_to")
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
+
+
+class ModelsInUse(Collector):
+    """`/metrics`: per tenant, the model version timing its retries, how many attempts it
+    learned from, and how old its newest attempt is: a model that stops getting younger
+    means retraining has stopped (or its gate keeps turning versions down)."""
+
+    def __init__(self, models: TenantModels, now: Callable[[], datetime]) -> None:
+        self.models, self.now = models, now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["tenant", "source", "version"]
+        rows = GaugeMetricFamily(
+            "dunwell_retry_model_rows",
+            "Attempts the retry model in use learned from",
+            labels=labels,
+        )
+        age = GaugeMetricFamily(
+            "dunwell_retry_model_history_age_seconds",
+            "Time since the newest attempt the retry model in use learned from",
+            labels=labels,
+        )
+        now = self.now()
+        for tenant, (source, model) in sorted(self.models.in_use().items()):
+            values = [tenant, source, model.version]
+            rows.add_metric(values, model.rows)
+            if model.history_to is not None:
+                age.add_metric(values, max((now - model.history_to).total_seconds(), 0.0))
+        yield rows
+        yield age
