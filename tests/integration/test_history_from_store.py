@@ -26,6 +26,7 @@ from dunwell.scoring.from_store import history_from_store
 from dunwell.scoring.history import COLUMNS, read_history
 from dunwell.scoring.model import train
 from dunwell.scoring.retrain import (
+    Outcome,
     Retrainer,
     RoundInChild,
     learning_tenants,
@@ -418,3 +419,88 @@ def test_dunwell_run_retrains_a_learning_tenant_by_itself(
         assert process.wait(timeout=30) == 0
     # The demo tenant runs `default`: nothing to learn, no folder.
     assert not tenant_model_dir(models, "demo").exists()
+
+
+def _champion_history(path: Path, last: datetime) -> None:
+    """400 past cases up to `last` in which money-short customers paid at the first retry
+    and issuer declines never did."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for i in range(400):
+            code = "insufficient_funds" if i % 2 else "do_not_honor"
+            failed = last - timedelta(days=3, hours=400 - i)  # the last attempt just before
+            for n in range(1, 2 if code == "insufficient_funds" else 4):
+                writer.writerow(
+                    {
+                        "case_id": f"past_{i}",
+                        "first_failed_at": failed.isoformat(),
+                        "attempted_at": (failed + timedelta(days=n)).isoformat(),
+                        "attempt_number": n,
+                        "outcome": "approved" if code == "insufficient_funds" else "declined",
+                        "amount_minor": 1999,
+                        "currency": "USD",
+                        "decline_code": code,
+                        "card_brand": "visa",
+                        "country": "US",
+                        "timezone": "UTC",
+                        "segment": "consumer",
+                    }
+                )
+
+
+def test_a_tenants_round_keeps_its_model_when_the_new_training_predicts_worse(
+    services, clock, database_url, tmp_path: Path
+) -> None:
+    # Before: the opposite of what the model in use learned (money-short customers never
+    # paid, issuer declines passed at once).
+    _open(services, clock, 30, "pm_decline_insufficient_funds", "insufficient_funds", "f")
+    _open(services, clock, 30, "pm_ok_1", "do_not_honor", "i")
+    # Every case ends within 21 days; the later ones open before the wall clock's today,
+    # which the CLI reads (it takes cases by when they opened).
+    skip_until(services, clock, clock.now() + timedelta(days=22))
+    middle = clock.now()
+    assert middle < datetime.now(UTC)
+    root = tmp_path / "models"
+    history = tmp_path / "past.csv"
+    _champion_history(history, middle - timedelta(hours=1))
+    rows, bad = read_history(history)
+    assert not bad
+    folder = tenant_model_dir(root, "acme")
+    assert ModelStore(folder).save(*train(rows)) == "0001"
+    # After: what it learned holds again, on enough attempts to judge by.
+    _open(services, clock, 45, "pm_decline_do_not_honor", "do_not_honor", "d")
+    _open(services, clock, 30, "pm_ok_2", "insufficient_funds", "o")
+    skip_until(services, clock, clock.now() + timedelta(days=40))
+    _assign(services, "acme", "smart")
+    # Fitted on the attempts before `middle`, the new training gets the later ones wrong.
+    # From cron, a tenant turned down is the exit code.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUNWELL_")}
+    env["DUNWELL_DATABASE_URL"] = database_url
+    cron = subprocess.run(
+        [DUNWELL, "scoring", "train", "--all-tenants", "--days", "3650", "--model-dir", str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert cron.returncode == 1, cron.stderr
+    assert "acme: version 0002 not promoted: log loss" in cron.stderr
+    store = ModelStore(folder)
+    assert store.versions() == ["0001", "0002"] and store.serving() == "0001"
+    book = services.policies
+
+    def round_() -> Outcome:
+        return retrain_tenants(
+            root, services.sessions, book.policies, book.default_name, 3650, clock.now()
+        )["acme"]
+
+    # The same attempts would give the same verdict: no version until new ones come.
+    assert round_().status == "unchanged"
+    _open(services, clock, 5, "pm_decline_do_not_honor", "do_not_honor", "late")
+    skip_until(services, clock, clock.now() + timedelta(days=40))
+    acme = round_()
+    assert acme.status == "rejected", acme
+    assert acme.text.startswith("version 0003 not promoted: log loss")
+    assert acme.text.endswith("; version 0001 stays in use")
+    assert store.serving() == "0001"
