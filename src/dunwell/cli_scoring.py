@@ -77,7 +77,9 @@ def register(app: typer.Typer) -> None:
 def backtest_command(
     history: Annotated[Path, typer.Option(help="past attempts, CSV (docs/scoring.md)")],
     policy: Annotated[str, typer.Option(help="a policy name (dunwell policy list) or a YAML file")],
-    version: Annotated[str | None, typer.Option(help="model version (default: the newest)")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="model version (default: the one in use)")
+    ] = None,
     model_dir: ModelDir = None,
     tenant: TenantOption = None,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
@@ -361,7 +363,7 @@ def _all_tenants_round(
 
 def _schedule(one: Callable[[int], bool], seconds: float | None, rounds: int | None) -> bool:
     """Train, wait, train again (once without `seconds`). A round that fails leaves the
-    model in use as it is (the service keeps the newest version that loads), so the schedule
+    model in use as it is (the service keeps the version in use that loads), so the schedule
     goes on; only a setting that can never work (no history configured, an unknown tenant)
     stops it, exit code 2. Saving is atomic, so stopping the process at any moment leaves no
     half version. Returns whether the last round went well."""
