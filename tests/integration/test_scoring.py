@@ -820,3 +820,7 @@ def test_a_pin_naming_a_version_that_is_gone_keeps_the_model_in_use(tmp_path: Pa
     # A round refuses to guess which model the gate should compare with.
     with pytest.raises(RoundFailed, match="cannot tell the version in use"):
         train_version(root, rows, {}, skip_unchanged=False)
+    # Without the gate it saves, and keeps every model file rather than guess which to keep.
+    saved = train_version(root, rows, {}, skip_unchanged=False, keep=1, gate=False)
+    assert saved is not None and saved.version == "0002"
+    assert (root / "0001" / "model.pkl").is_file()

@@ -118,7 +118,11 @@ def train_version(
             reason=saved.gate["reason"],
         )
     if keep is not None:
-        pruned = store.prune(keep)
+        try:
+            pruned = store.prune(keep)
+        except (ModelStoreError, ValueError) as exc:  # a broken pin: keep every file for now
+            log.error("scoring.prune_skipped", folder=str(root), error=str(exc))
+            pruned = []
         if pruned:
             log.info("scoring.models_pruned", folder=str(root), versions=pruned, keep=keep)
     return saved
