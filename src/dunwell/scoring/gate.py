@@ -29,9 +29,10 @@ import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from dunwell.domain.scoring import RetryFeatures
 from dunwell.scoring.features import history_features
 from dunwell.scoring.history import HistoryRow
-from dunwell.scoring.model import LearnedScorer, fit_scorer
+from dunwell.scoring.model import LearnedScorer, fit_scorer, in_time_order
 
 MIN_FRESH_ROWS = 200
 MIN_KNOWN_ROWS = 50  # what `train` needs too
@@ -47,11 +48,16 @@ class Champion:
     history_to: datetime
 
 
-def judge(rows: Sequence[HistoryRow], champion: Champion) -> dict[str, Any]:
+def judge(
+    rows: Sequence[HistoryRow],
+    champion: Champion,
+    features: Sequence[RetryFeatures] | None = None,
+) -> dict[str, Any]:
     """The manifest's `gate` for a version trained on `rows` while `champion` is in use:
-    whether it is promoted, why, and the numbers both models scored."""
-    rows = sorted(rows, key=lambda r: (r.attempted_at, r.case_id, r.attempt_number))
-    features = history_features(rows)
+    whether it is promoted, why, and the numbers both models scored. `features`:
+    `history_features(in_time_order(rows))` when the training computed them already."""
+    rows = in_time_order(rows)
+    features = history_features(rows) if features is None else list(features)
     labels = np.array([1 if r.approved else 0 for r in rows])
     known = [i for i, r in enumerate(rows) if r.attempted_at <= champion.history_to]
     fresh = [i for i, r in enumerate(rows) if r.attempted_at > champion.history_to]

@@ -31,10 +31,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dunwell.domain.policy import Align, Policy
+from dunwell.domain.scoring import RetryFeatures
+from dunwell.scoring.features import history_features
 from dunwell.scoring.from_store import history_from_store
 from dunwell.scoring.gate import Champion, judge, unjudged
 from dunwell.scoring.history import HistoryRow, history_digest
-from dunwell.scoring.model import NotEnoughHistory, train
+from dunwell.scoring.model import NotEnoughHistory, in_time_order, train
 from dunwell.scoring.store import ModelStore, ModelStoreError, tenant_model_dir
 from dunwell.store.tables import PolicyAssignment, Tenant
 
@@ -95,12 +97,14 @@ def train_version(
             if max(r.attempted_at for r in rows) <= datetime.fromisoformat(newest["history_to"]):
                 return None
     try:
-        scorer, manifest = train(rows, version=store.next_version())
+        rows = in_time_order(rows)
+        features = history_features(rows)  # once, for the training and the gate
+        scorer, manifest = train(rows, version=store.next_version(), features=features)
     except NotEnoughHistory as exc:
         raise NotEnoughYet(f"cannot train: {exc}") from None
     manifest.update(manifest_extra)
     manifest["gate"] = (
-        _verdict(store, rows)
+        _verdict(store, rows, features)
         if gate
         else unjudged("promoted without a comparison (--no-gate)", forced=True)
     )
@@ -128,7 +132,9 @@ def train_version(
     return saved
 
 
-def _verdict(store: ModelStore, rows: list[HistoryRow]) -> dict[str, Any]:
+def _verdict(
+    store: ModelStore, rows: list[HistoryRow], features: list[RetryFeatures]
+) -> dict[str, Any]:
     """The gate's verdict on a version trained on `rows`, against the folder's model in use."""
     try:
         in_use = store.serving()
@@ -141,7 +147,7 @@ def _verdict(store: ModelStore, rows: list[HistoryRow]) -> dict[str, Any]:
         history_to = datetime.fromisoformat(store.manifest(in_use)["history_to"])
     except (ModelStoreError, KeyError, ValueError) as exc:
         return unjudged(f"promoted, not compared: version {in_use} in use does not load ({exc})")
-    return judge(rows, Champion(scorer, in_use, history_to))
+    return judge(rows, Champion(scorer, in_use, history_to), features)
 
 
 def tenant_history(
@@ -237,8 +243,8 @@ def retrain_tenants(
 
 class RoundInChild:
     """One round as `dunwell scoring train --all-tenants`, in a child process, for `dunwell
-    run`: building the features of a year of attempts holds the GIL for seconds (the gate
-    builds them twice), and a process of its own keeps that, and the memory, away from the
+    run`: building the features of a year of attempts holds the GIL for seconds, and the
+    gate fits a second model; a process of its own keeps that, and the memory, away from the
     API and the worker. The child reads the same settings (the environment, the working
     folder); its log lines go to the same stderr. Returns tenant -> outcome text."""
 
