@@ -244,6 +244,7 @@ def test_each_tenant_is_timed_by_the_model_trained_on_its_own_attempts(
     assert _models_in_use(scraped[0]) == {
         ("dunwell_retry_model_rows", *acme): manifest["rows"],
         ("dunwell_retry_model_history_age_seconds", *acme): age,
+        ("dunwell_retry_model_versions_held_back", *acme): 0,
     }  # beta has no model at all: the cold-start rules, no line
     # Models trained on imported history (the folder itself) time the tenants without their
     # own; acme keeps its own, though the shared one is newer.

@@ -27,7 +27,7 @@ import pytest
 from dunwell.policies import load_policies
 from dunwell.scoring.features import history_features
 from dunwell.scoring.history import COLUMNS, read_history
-from dunwell.scoring.live import NewestModel
+from dunwell.scoring.live import ModelsInUse, NewestModel, TenantModels
 from dunwell.scoring.model import train
 from dunwell.scoring.retrain import RoundFailed, train_version
 from dunwell.scoring.store import ModelStore, ModelStoreError, load_latest
@@ -696,6 +696,8 @@ def test_the_gate_keeps_the_model_in_use_when_a_new_training_predicts_worse(
     # Saved for the record, never served: the service and the store keep 0001.
     assert store.versions() == ["0001", "0002"] and store.serving() == "0001"
     assert NewestModel(root).version == "0001" and store.load().version == "0001"
+    # /metrics tells whoever watches it that a newer version was turned down.
+    assert _held_back(root) == {("acme", "imported", "0001"): 1.0}
     shown = _cli(tmp_path, "scoring", "show", "--version", "0002")
     assert "promotion gate: not promoted: log loss" in " ".join(shown.stdout.split())
     # The right history passes: fitted on the same attempts as 0001, it predicts alike.
@@ -707,6 +709,7 @@ def test_the_gate_keeps_the_model_in_use_when_a_new_training_predicts_worse(
     assert (gate["promoted"], gate["compared"], gate["fresh_rows"]) == (True, True, 750)
     assert "version 0003 promoted: log loss" in good.stderr
     assert store.serving() == "0003" and NewestModel(root).version == "0003"
+    assert _held_back(root) == {("acme", "imported", "0003"): 0.0}
     # A person may overrule the gate; the manifest says so.
     forced = _cli(
         tmp_path,
@@ -727,6 +730,20 @@ def test_the_gate_keeps_the_model_in_use_when_a_new_training_predicts_worse(
         "reason": "promoted without a comparison (--no-gate)",
     }
     assert store.serving() == "0004"
+
+
+def _held_back(root: Path) -> dict[tuple[str, ...], float]:
+    """`dunwell_retry_model_versions_held_back` as `/metrics` shows it, for a tenant that
+    has no model of its own (so the folder's, trained on imported history, times it)."""
+    models = TenantModels(root)
+    models.for_tenant("acme")
+    collected = ModelsInUse(models, lambda: T0).collect()
+    return {
+        tuple(sample.labels[k] for k in ("tenant", "source", "version")): sample.value
+        for family in collected
+        if family.name == "dunwell_retry_model_versions_held_back"
+        for sample in family.samples
+    }
 
 
 def test_too_few_fresh_attempts_are_not_a_comparison(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dunwell.domain.scoring import RetryFeatures
+from dunwell.scoring.gate import promoted
 from dunwell.scoring.model import LearnedScorer
 from dunwell.scoring.store import ModelStore, ModelStoreError, tenant_model_dir
 
@@ -47,6 +48,9 @@ class NewestModel:
         self._tried: str | None = None  # the version in use last seen, loaded or not
         self._model: LearnedScorer | None = None
         self.history_to: datetime | None = None  # the last attempt the model in use learned
+        # Versions newer than the one in use that the promotion gate turned down: above 0, the
+        # newest training predicts worse than the model in use, and someone should look.
+        self.held_back = 0
 
     def current(self) -> LearnedScorer | None:
         now = self._monotonic()
@@ -57,6 +61,7 @@ class NewestModel:
             except (ModelStoreError, ValueError) as exc:  # a pin naming no version, unreadable
                 log.error("scoring.pin_refused", folder=str(self._store.root), error=str(exc))
                 newest = None  # the model in use stays
+            self.held_back = self._held_back(newest)
             if newest is not None and newest != self._tried:
                 self._tried = newest
                 try:
@@ -76,6 +81,18 @@ class NewestModel:
                         error=str(exc),
                     )
         return self._model
+
+    def _held_back(self, serving: str | None) -> int:
+        """The versions after `serving` (all of them without one) whose gate verdict is no."""
+        count = 0
+        for version in reversed(self._store.versions()):
+            if version == serving:
+                break
+            try:
+                count += not promoted(self._store.manifest(version))
+            except (OSError, ValueError):  # a manifest being written or unreadable: not a verdict
+                continue
+        return count
 
     @property
     def version(self) -> str:
@@ -146,8 +163,9 @@ def _history_to(manifest: dict[str, object]) -> datetime | None:
 
 class ModelsInUse(Collector):
     """`/metrics`: per tenant, the model version timing its retries, how many attempts it
-    learned from, and how old its newest attempt is: a model that stops getting younger
-    means retraining has stopped (or its gate keeps turning versions down)."""
+    learned from, how old its newest attempt is (a model that stops getting younger means
+    retraining has stopped), and how many newer versions the promotion gate turned down
+    (above 0: the newest training predicts worse than the model in use)."""
 
     def __init__(self, models: TenantModels, now: Callable[[], datetime]) -> None:
         self.models, self.now = models, now
@@ -164,11 +182,18 @@ class ModelsInUse(Collector):
             "Time since the newest attempt the retry model in use learned from",
             labels=labels,
         )
+        held = GaugeMetricFamily(
+            "dunwell_retry_model_versions_held_back",
+            "Versions newer than the retry model in use that the promotion gate turned down",
+            labels=labels,
+        )
         now = self.now()
         for tenant, (source, model) in sorted(self.models.in_use().items()):
             values = [tenant, source, model.version]
             rows.add_metric(values, model.rows)
             if model.history_to is not None:
                 age.add_metric(values, max((now - model.history_to).total_seconds(), 0.0))
+            held.add_metric(values, model.held_back)
         yield rows
         yield age
+        yield held
