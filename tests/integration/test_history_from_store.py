@@ -261,6 +261,31 @@ def test_each_tenant_is_timed_by_the_model_trained_on_its_own_attempts(
     assert own["sha256"] != shared["sha256"]
 
 
+def test_metrics_show_each_tenant_s_own_model_before_its_first_retry(
+    database_url, clock, processor, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    for tenant, seed in (("acme", 1), ("shop.example/eu", 2)):
+        _model(tenant_model_dir(root, tenant), tmp_path / f"{seed}.csv", seed=seed)
+    (root / "tenants" / "copied.by.hand").mkdir()  # not a name tenant_model_dir makes
+    services = build(
+        Settings(database_url=database_url, model_dir=root),
+        clock=clock,
+        providers=ProviderRegistry({}, fallback=processor),
+    )
+    try:  # a service just (re)started: no decision yet
+        scraped = _models_in_use(services.ingest.metrics.render().decode())
+    finally:
+        services.close()
+    rows = {k[1:]: v for k, v in scraped.items() if k[0] == "dunwell_retry_model_rows"}
+    assert rows == {
+        ("acme", "own", "0001"): ModelStore(tenant_model_dir(root, "acme")).manifest()["rows"],
+        ("shop.example/eu", "own", "0001"): ModelStore(
+            tenant_model_dir(root, "shop.example/eu")
+        ).manifest()["rows"],
+    }
+
+
 def test_a_tenant_id_is_one_folder_inside_the_model_folder(tmp_path: Path) -> None:
     root = tmp_path / "models"
     for tenant in ("acme", "..", "../../etc", "a/b", "shop.example", "名前"):

@@ -29,7 +29,12 @@ from prometheus_client.registry import Collector
 from dunwell.domain.scoring import RetryFeatures
 from dunwell.scoring.gate import promoted
 from dunwell.scoring.model import LearnedScorer
-from dunwell.scoring.store import ModelStore, ModelStoreError, tenant_model_dir
+from dunwell.scoring.store import (
+    ModelStore,
+    ModelStoreError,
+    tenant_model_dir,
+    tenants_with_own_models,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -136,8 +141,12 @@ class TenantModels:
         self._own: dict[str, NewestModel] = {}
 
     def in_use(self) -> dict[str, tuple[str, NewestModel]]:
-        """Per tenant whose retries were timed since the service started: where its model
-        comes from (`own` or `imported`) and the model, for the metrics."""
+        """Per tenant with a model folder of its own, or whose retries were timed since the
+        service started: where its model comes from (`own` or `imported`) and the model, for
+        the metrics. The folders are listed each time, so a restarted service shows every
+        tenant's own model before that tenant's next retry."""
+        for tenant in tenants_with_own_models(self._root):
+            self.for_tenant(tenant)
         out = {}
         for tenant, own in list(self._own.items()):
             if own.current() is not None:

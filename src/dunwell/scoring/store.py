@@ -23,7 +23,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import structlog
 
@@ -44,6 +44,17 @@ def tenant_model_dir(root: Path, tenant_id: str) -> Path:
     """The folder of the models trained on one tenant's own attempts. Tenant ids are free
     text; quoted (dots too) each is one safe folder name, never `..` or a path."""
     return root / "tenants" / quote(tenant_id, safe="").replace(".", "%2E")
+
+
+def tenants_with_own_models(root: Path) -> list[str]:
+    """The tenant ids that have a model folder of their own under `root` (`tenant_model_dir`
+    read backwards), whether or not it holds a version yet. A folder whose name is not one
+    `tenant_model_dir` makes (copied in by hand, say) names no tenant and is left out."""
+    folder = root / "tenants"
+    if not folder.is_dir():
+        return []
+    names = (p.name for p in folder.iterdir() if p.is_dir())
+    return sorted(unquote(n) for n in names if tenant_model_dir(root, unquote(n)).name == n)
 
 
 class ModelStore:
