@@ -267,6 +267,7 @@ def test_metrics_show_each_tenant_s_own_model_before_its_first_retry(
     root = tmp_path / "models"
     for tenant, seed in (("acme", 1), ("shop.example/eu", 2)):
         _model(tenant_model_dir(root, tenant), tmp_path / f"{seed}.csv", seed=seed)
+    _model(root, tmp_path / "imported.csv", seed=3)  # what a listed stray folder would get
     (root / "tenants" / "copied.by.hand").mkdir()  # not a name tenant_model_dir makes
     services = build(
         Settings(database_url=database_url, model_dir=root),

@@ -27,7 +27,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dunwell.domain.scoring import RetryFeatures
-from dunwell.scoring.gate import promoted
 from dunwell.scoring.model import LearnedScorer
 from dunwell.scoring.store import (
     ModelStore,
@@ -66,7 +65,7 @@ class NewestModel:
             except (ModelStoreError, ValueError) as exc:  # a pin naming no version, unreadable
                 log.error("scoring.pin_refused", folder=str(self._store.root), error=str(exc))
                 newest = None  # the model in use stays
-            self.held_back = self._held_back(newest)
+            self.held_back = self._store.turned_down_after(newest)
             if newest is not None and newest != self._tried:
                 self._tried = newest
                 try:
@@ -86,18 +85,6 @@ class NewestModel:
                         error=str(exc),
                     )
         return self._model
-
-    def _held_back(self, serving: str | None) -> int:
-        """The versions after `serving` (all of them without one) whose gate verdict is no."""
-        count = 0
-        for version in reversed(self._store.versions()):
-            if version == serving:
-                break
-            try:
-                count += not promoted(self._store.manifest(version))
-            except (OSError, ValueError):  # a manifest being written or unreadable: not a verdict
-                continue
-        return count
 
     @property
     def version(self) -> str:

@@ -81,6 +81,19 @@ class ModelStore:
                 return version
         return None
 
+    def turned_down_after(self, version: str | None) -> int:
+        """How many versions newer than `version` (of all, for None) the gate turned down. A
+        manifest being written or unreadable is no verdict and is not counted."""
+        count = 0
+        for newer in reversed(self.versions()):
+            if newer == version:
+                break
+            try:
+                count += not promoted(self.manifest(newer))
+            except (OSError, ValueError):
+                continue
+        return count
+
     def pinned(self) -> dict[str, Any] | None:
         """The pin (version, when, why), or None. A pin naming a version that is gone is
         refused loudly rather than ignored: the service would otherwise serve another model
