@@ -73,11 +73,11 @@ def build(
     metrics = Metrics()
     metrics.watch_backlog(sessions, clock.now)
     scorers = None if scorer is None else _same_for_all(scorer)
+    models = None
     if scorer is None and settings.model_dir is not None:
-        from dunwell.scoring.live import ModelsInUse, TenantModels  # scikit-learn only then
+        from dunwell.scoring.live import TenantModels  # scikit-learn only then
 
         models = TenantModels(settings.model_dir)
-        metrics.registry.register(ModelsInUse(models, clock.now))
         scorers = models.for_tenant
     if providers is None:
         fallback: PaymentProvider = (
@@ -100,6 +100,15 @@ def build(
         breaker or CircuitBreaker(),
         scorers,
     )
+    if models is not None:
+        from dunwell.scoring.live import ModelsInUse
+        from dunwell.scoring.retrain import learning_tenants
+
+        # Every tenant whose policies use the model is listed from the first scrape, the
+        # ones on the model trained on imported history included, not only those with a
+        # model folder of their own or a retry timed since the service started.
+        learning = partial(learning_tenants, sessions, book.policies, book.default_name)
+        metrics.registry.register(ModelsInUse(models, clock.now, learning))
     return Services(settings, engine, sessions, clock, book, ingest, runner, tenants)
 
 

@@ -261,7 +261,7 @@ def test_each_tenant_is_timed_by_the_model_trained_on_its_own_attempts(
     assert own["sha256"] != shared["sha256"]
 
 
-def test_metrics_show_each_tenant_s_own_model_before_its_first_retry(
+def test_metrics_show_every_learning_tenant_s_model_before_its_first_retry(
     database_url, clock, processor, tmp_path: Path
 ) -> None:
     root = tmp_path / "models"
@@ -275,6 +275,10 @@ def test_metrics_show_each_tenant_s_own_model_before_its_first_retry(
         providers=ProviderRegistry({}, fallback=processor),
     )
     try:  # a service just (re)started: no decision yet
+        # gamma times its retries with the model trained on imported history (no folder of
+        # its own); delta's policy does not use a model at all.
+        ensure_tenant(services, "gamma", "Gamma", None, policy="smart")
+        ensure_tenant(services, "delta", "Delta", None, policy="default")
         scraped = _models_in_use(services.ingest.metrics.render().decode())
     finally:
         services.close()
@@ -284,6 +288,7 @@ def test_metrics_show_each_tenant_s_own_model_before_its_first_retry(
         ("shop.example/eu", "own", "0001"): ModelStore(
             tenant_model_dir(root, "shop.example/eu")
         ).manifest()["rows"],
+        ("gamma", "imported", "0001"): ModelStore(root).manifest()["rows"],
     }
 
 

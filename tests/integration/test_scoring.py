@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -23,14 +24,17 @@ from xml.etree import ElementTree
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
 
 from dunwell.policies import load_policies
 from dunwell.scoring.features import history_features
 from dunwell.scoring.history import COLUMNS, read_history
 from dunwell.scoring.live import ModelsInUse, NewestModel, TenantModels
 from dunwell.scoring.model import train
-from dunwell.scoring.retrain import RoundFailed, train_version
-from dunwell.scoring.store import ModelStore, ModelStoreError, load_latest
+from dunwell.scoring.retrain import RoundFailed, learning_tenants, train_version
+from dunwell.scoring.store import ModelStore, ModelStoreError, load_latest, tenant_model_dir
 from dunwell.sim.harness import simulate
 
 pytestmark = pytest.mark.integration
@@ -744,6 +748,27 @@ def _held_back(root: Path) -> dict[tuple[str, ...], float]:
         if family.name == "dunwell_retry_model_versions_held_back"
         for sample in family.samples
     }
+
+
+def test_a_scrape_without_the_database_still_lists_the_model_folders(tmp_path: Path) -> None:
+    """The tenants on the imported model come from the database; when it does not answer,
+    `/metrics` still answers with the tenants whose own folders it can read."""
+    root = tmp_path / "models"
+    _history(tmp_path / "acme.csv")
+    rows, _ = read_history(tmp_path / "acme.csv")
+    ModelStore(tenant_model_dir(root, "acme")).save(*train(rows))
+    gone = sessionmaker(create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite'}"))
+    policies = load_policies(None)
+    listing = partial(learning_tenants, gone, policies, "smart")
+    with pytest.raises(SQLAlchemyError):
+        listing()  # the database really is away
+    collected = ModelsInUse(TenantModels(root), lambda: T0, listing).collect()
+    assert [
+        (sample.labels["tenant"], sample.labels["source"])
+        for family in collected
+        if family.name == "dunwell_retry_model_rows"
+        for sample in family.samples
+    ] == [("acme", "own")]
 
 
 def test_too_few_fresh_attempts_are_not_a_comparison(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import structlog
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from dunwell.domain.scoring import RetryFeatures
 from dunwell.scoring.model import LearnedScorer
@@ -127,12 +128,13 @@ class TenantModels:
         self._shared = self._newest(root)
         self._own: dict[str, NewestModel] = {}
 
-    def in_use(self) -> dict[str, tuple[str, NewestModel]]:
-        """Per tenant with a model folder of its own, or whose retries were timed since the
-        service started: where its model comes from (`own` or `imported`) and the model, for
-        the metrics. The folders are listed each time, so a restarted service shows every
-        tenant's own model before that tenant's next retry."""
-        for tenant in tenants_with_own_models(self._root):
+    def in_use(self, tenants: Sequence[str] = ()) -> dict[str, tuple[str, NewestModel]]:
+        """Per tenant in `tenants`, with a model folder of its own, or whose retries were timed
+        since the service started: where its model comes from (`own` or `imported`) and the
+        model, for the metrics (a tenant without either has no model: the cold-start rules).
+        The folders are listed each time, so a restarted service shows every tenant's own
+        model before that tenant's next retry."""
+        for tenant in (*tenants, *tenants_with_own_models(self._root)):
             self.for_tenant(tenant)
         out = {}
         for tenant, own in list(self._own.items()):
@@ -163,8 +165,24 @@ class ModelsInUse(Collector):
     retraining has stopped), and how many newer versions the promotion gate turned down
     (above 0: the newest training predicts worse than the model in use)."""
 
-    def __init__(self, models: TenantModels, now: Callable[[], datetime]) -> None:
-        self.models, self.now = models, now
+    def __init__(
+        self,
+        models: TenantModels,
+        now: Callable[[], datetime],
+        tenants: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
+        # `tenants`: the tenants whose policies use the model (the service's database), so
+        # those on the model trained on imported history show before their first retry.
+        self.models, self.now, self.tenants = models, now, tenants
+
+    def _tenants(self) -> Sequence[str]:
+        if self.tenants is None:
+            return ()
+        try:
+            return self.tenants()
+        except SQLAlchemyError as exc:  # a scrape must answer; the folders still list
+            log.warning("scoring.metrics_tenants_unavailable", error=str(exc))
+            return ()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["tenant", "source", "version"]
@@ -184,7 +202,7 @@ class ModelsInUse(Collector):
             labels=labels,
         )
         now = self.now()
-        for tenant, (source, model) in sorted(self.models.in_use().items()):
+        for tenant, (source, model) in sorted(self.models.in_use(self._tenants()).items()):
             values = [tenant, source, model.version]
             rows.add_metric(values, model.rows)
             if model.history_to is not None:
