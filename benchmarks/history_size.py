@@ -13,7 +13,10 @@ attempts (those of another seed's `baseline-fixed` run, `--common-customers` cus
 - `smart` itself with each model on the evaluation world (`--customers` over `--days`, the
   seed's own, as `dunwell simulate` runs it): its retries of the card that failed (the rows a
   model trains on; a new card's charges are not among them) per case, by lane and retry
-  number, and by lane and days since the failure.
+  number, and by lane and days since the failure;
+- `smart`'s own retries (each model's evaluation run's) scored by every model: per lane,
+  the mean probability and the share whose expected value clears that model's bar, so a
+  model that prices `smart`'s situations higher than another shows.
 
 Reads nothing hidden of the world; a model, not a simulation of the policy. JSON to
 `--out`. Nothing here is a test.
@@ -78,6 +81,7 @@ def main() -> None:
         if lane.learned_min_value_share is not None
     }
     models = []
+    runs: list[tuple[Any, Any, int]] = []  # (scorer, evaluation history, bar base) per size
     for size in (int(n) for n in args.train_customers.split(",")):
         scorer, training = train_period(
             factory, size, args.train_days, args.seed, DEFAULT_START, "baseline-fixed"
@@ -107,7 +111,16 @@ def main() -> None:
         model["smart"] = _charges(evaluation.history, evaluation.cases)
         model["smart"]["recovered_minor"] = evaluation.recovered_minor
         models.append(model)
+        runs.append((scorer, history_features(evaluation.history), per_attempt))
         print(json.dumps(model), flush=True)
+    for model, (_, attempts, _) in zip(models, runs, strict=True):
+        model["smart"]["its_retries_scored_by"] = {
+            str(other["train_customers"]): {
+                lane: _priced(scorer, attempts, lane, share * base)
+                for lane, share in shares.items()
+            }
+            for other, (scorer, _, base) in zip(models, runs, strict=True)
+        }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{args.world}-seed{args.seed}.json"
     report = {
@@ -138,6 +151,16 @@ def _clearing(scorer: Any, features: list[RetryFeatures], lane: str, bar: float)
         ),
         "mean_p_own_hour": round(statistics.fmean(own), 4),
         "mean_p_best_hour": round(statistics.fmean(best), 4),
+    }
+
+
+def _priced(scorer: Any, features: list[RetryFeatures], lane: str, bar: float) -> dict:
+    rows = [f for f in features if f.lane == lane]
+    p = scorer.score(rows)
+    return {
+        "retries": len(rows),
+        "mean_p": round(statistics.fmean(p), 4) if p else None,
+        "clear_bar": _share(q * f.amount_minor >= bar for q, f in zip(p, rows, strict=True)),
     }
 
 

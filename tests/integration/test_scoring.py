@@ -30,7 +30,7 @@ from sqlalchemy.orm import sessionmaker
 
 from dunwell.policies import load_policies
 from dunwell.scoring.features import history_features
-from dunwell.scoring.history import COLUMNS, read_history
+from dunwell.scoring.history import COLUMNS, HistoryRow, read_history
 from dunwell.scoring.live import ModelsInUse, NewestModel, TenantModels
 from dunwell.scoring.model import train
 from dunwell.scoring.retrain import RoundFailed, learning_tenants, train_version
@@ -382,6 +382,36 @@ def test_a_full_memo_still_answers_every_row_it_is_asked(
     again = scorer.score([*features[:3], features[3]])  # three remembered, one new
     assert again[:3] == first
     assert len(again) == 4
+
+
+def test_charges_after_the_customer_acted_teach_the_model_nothing(tmp_path: Path) -> None:
+    """A charge after the customer authenticated succeeds because they did, a day after the
+    last decline or a week: the model learns timing from the lanes where a retry is the
+    remedy only, so a history with such charges trains the very same model."""
+    _history(tmp_path / "past.csv")
+    rows, _ = read_history(tmp_path / "past.csv")
+    rng = random.Random(7)
+    authenticated = []
+    for i in range(150):
+        failed = T0 + timedelta(days=rng.randrange(60), hours=rng.randrange(24))
+        common = {"first_failed_at": failed, "amount_minor": 1999, "currency": "USD"}
+        common |= {"decline_code": "authentication_required", "lane": "authenticate"}
+        authenticated.append(
+            HistoryRow(
+                f"sca_{i}",
+                attempted_at=failed + timedelta(days=1, hours=2),
+                attempt_number=1,
+                outcome="approved" if i % 10 else "declined",
+                **common,
+            )  # fmt: skip
+        )
+    plain, _ = train(rows)
+    mixed, manifest = train(rows + authenticated)
+    assert manifest["rows"] == len(rows)  # the 150 are not learned from
+    # An issuer retry a day after its decline: the same price from both.
+    asked = history_features(rows)[:200]
+    soon = [replace(f, hours_since_last_try=26.0) for f in asked if f.lane == "retry_soon"]
+    assert soon and mixed.score(soon) == plain.score(soon)
 
 
 def test_a_tampered_model_is_refused(tmp_path: Path) -> None:

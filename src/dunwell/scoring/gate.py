@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from dunwell.domain.scoring import RetryFeatures
 from dunwell.scoring.features import history_features
 from dunwell.scoring.history import HistoryRow
-from dunwell.scoring.model import LearnedScorer, fit_scorer, in_time_order
+from dunwell.scoring.model import LearnedScorer, fit_scorer, in_time_order, timing_rows
 
 MIN_FRESH_ROWS = 200
 MIN_KNOWN_ROWS = 50  # what `train` needs too
@@ -58,6 +58,7 @@ def judge(
     `history_features(in_time_order(rows))` when the training computed them already."""
     rows = in_time_order(rows)
     features = history_features(rows) if features is None else list(features)
+    rows, features = timing_rows(rows, features)  # what both models are for
     labels = np.array([1 if r.approved else 0 for r in rows])
     known = [i for i, r in enumerate(rows) if r.attempted_at <= champion.history_to]
     fresh = [i for i, r in enumerate(rows) if r.attempted_at > champion.history_to]
