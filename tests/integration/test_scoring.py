@@ -403,7 +403,7 @@ def test_charges_after_the_customer_acted_teach_the_model_nothing(tmp_path: Path
                 attempt_number=1,
                 outcome="approved" if i % 10 else "declined",
                 **common,
-            )  # fmt: skip
+            )
         )
     plain, _ = train(rows)
     mixed, manifest = train(rows + authenticated)
