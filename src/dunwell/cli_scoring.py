@@ -499,6 +499,13 @@ def _show(manifest: dict[str, Any]) -> None:
         f"{manifest['history_to'][:10]}; out-of-time validation on {v['rows']} attempts: "
         f"AUC {auc}, Brier {v['brier']:.4f} (base rate {v['base_rate']:.3f})"
     )
+    left_out = manifest.get("rows_left_out_customer_action")  # models before 7 Dec 2026 lack it
+    if left_out:
+        out.print(
+            f"{left_out} charges in lanes only the customer can fix (after they authenticated "
+            "or changed the card) are in the history but not learned from: they succeed "
+            "because the customer acted, not because of the hour"
+        )
     per_attempt = manifest.get("recovered_per_attempt_minor") or {}  # older models lack it
     if per_attempt:
         amounts = ", ".join(f"{minor} {cur} minor units" for cur, minor in per_attempt.items())

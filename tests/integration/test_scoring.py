@@ -240,6 +240,7 @@ def test_train_writes_a_versioned_model_with_its_metrics(tmp_path: Path) -> None
     assert "recovered per attempt in this history" in shown.stdout
     assert f"{per_attempt} USD minor units" in shown.stdout
     assert "retrain it" not in shown.stdout
+    assert "not learned from" not in shown.stdout  # no charge after a customer's action
     # A model trained before the base left out charges on dead cards: its manifest lacks
     # the key saying what the average is over, and `show` asks for a retraining.
     old = tmp_path / "models" / "0002" / "manifest.json"
@@ -412,6 +413,38 @@ def test_charges_after_the_customer_acted_teach_the_model_nothing(tmp_path: Path
     asked = history_features(rows)[:200]
     soon = [replace(f, hours_since_last_try=26.0) for f in asked if f.lane == "retry_soon"]
     assert soon and mixed.score(soon) == plain.score(soon)
+
+
+def test_show_says_how_many_charges_after_the_customer_acted_were_not_learned_from(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "past.csv"
+    _history(source)
+    with source.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        for i in range(40):
+            failed = T0 + timedelta(days=i)
+            writer.writerow(
+                {
+                    "case_id": f"sca_{i}",
+                    "first_failed_at": failed.isoformat(),
+                    "attempted_at": (failed + timedelta(days=1)).isoformat(),
+                    "attempt_number": 1,
+                    "outcome": "approved",
+                    "amount_minor": 1999,
+                    "currency": "USD",
+                    "decline_code": "authentication_required",
+                }
+            )
+    assert _cli(tmp_path, "history", "import", str(source)).returncode == 0
+    trained = _cli(tmp_path, "scoring", "train", "--json")
+    assert trained.returncode == 0, trained.stderr
+    manifest = json.loads(trained.stdout)
+    assert (manifest["rows"], manifest["rows_left_out_customer_action"]) == (1200, 40)
+    assert manifest["cases"] == 440  # still counted as history
+    shown = " ".join(_cli(tmp_path, "scoring", "show").stdout.split())
+    assert "40 charges in lanes only the customer can fix" in shown
+    assert "not learned from" in shown
 
 
 def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
