@@ -27,6 +27,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from dunwell.domain.timing import likely_paydays
 from dunwell.logging_setup import configure_logging
 from dunwell.scoring.features import history_features
 from dunwell.scoring.model import VALIDATION_SHARE, in_time_order, timing_rows, train
@@ -101,22 +102,9 @@ def main() -> None:
 
 
 def _paydays(first: date, last: date) -> list[str]:
-    """The month's usual paydays (UTC dates) from `first` to `last`: the 1st, the 15th and
-    the last business day, the calendars most customers are paid on."""
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    found = [d for d in days if d.day in (1, 15) or _last_business_day(d)]
-    return [d.isoformat() for d in found]
-
-
-def _last_business_day(d: date) -> bool:
-    if d.weekday() >= 5:
-        return False
-    later = d + timedelta(days=1)
-    while later.month == d.month:
-        if later.weekday() < 5:
-            return False
-        later += timedelta(days=1)
-    return True
+    """The month's usual paydays (UTC dates) from `first` to `last`, as the features know
+    them: the 1st, the 15th and the last business day."""
+    return [d.isoformat() for d in likely_paydays(first, last)]
 
 
 def _table(cells: dict[Any, list[float]]) -> dict[str, dict[str, Any]]:
