@@ -31,7 +31,7 @@ from dunwell.domain.timing import likely_paydays
 from dunwell.logging_setup import configure_logging
 from dunwell.scoring.features import history_features
 from dunwell.scoring.model import VALIDATION_SHARE, in_time_order, timing_rows, train
-from dunwell.sim.harness import run_policy, training_seed
+from dunwell.sim.harness import run_policy, training_world
 from dunwell.sim.loading import load_world_factory
 from dunwell.sim.population import DEFAULT_START
 
@@ -48,16 +48,8 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("console", logging.ERROR)
     factory = load_world_factory(f"builtin:{args.world}")
-    start = DEFAULT_START - timedelta(days=args.train_days)
-    run = run_policy(
-        lambda: factory(
-            seed=training_seed(args.seed),
-            customers=args.train_customers,
-            days=args.train_days,
-            start=start,
-        ),
-        "baseline-fixed",
-    )
+    past = training_world(factory, args.train_customers, args.train_days, args.seed, DEFAULT_START)
+    run = run_policy(past, "baseline-fixed")
     history = in_time_order(run.history)
     rows, features = timing_rows(history, history_features(history))
     split = int(len(rows) * (1 - VALIDATION_SHARE))

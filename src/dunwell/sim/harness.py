@@ -463,6 +463,21 @@ def training_seed(seed: int) -> int:
     return seed * 7919 + 104_729
 
 
+def training_world(
+    factory: WorldFactory, customers: int, train_days: int, seed: int, start: datetime
+) -> Callable[[], World]:
+    """A factory of the training period's world: other customers of the same world (another
+    seed) over the `train_days` before `start`."""
+    train_start = start - timedelta(days=train_days)
+
+    def past() -> World:
+        return factory(
+            seed=training_seed(seed), customers=customers, days=train_days, start=train_start
+        )
+
+    return past
+
+
 def train_period(
     factory: WorldFactory,
     customers: int,
@@ -476,13 +491,7 @@ def train_period(
     `train_days` before `start`, and a model trained on the attempts it made."""
     from dunwell.scoring.model import NotEnoughHistory, train
 
-    train_start = start - timedelta(days=train_days)
-
-    def past() -> World:
-        return factory(
-            seed=training_seed(seed), customers=customers, days=train_days, start=train_start
-        )
-
+    past = training_world(factory, customers, train_days, seed, start)
     run = run_policy(past, train_policy, store=store)
     try:
         scorer, manifest = train(run.history, version=f"sim-seed{seed}")
@@ -495,7 +504,7 @@ def train_period(
         "seed": training_seed(seed),
         "customers": customers,
         "days": train_days,
-        "start": train_start.isoformat(),
+        "start": (start - timedelta(days=train_days)).isoformat(),
         "cases": run.cases,
         "rows": manifest["rows"],
         "approved": manifest["approved"],
