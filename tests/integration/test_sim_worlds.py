@@ -33,8 +33,9 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 3, 2, tzinfo=UTC)
 TESTS = Path(__file__).resolve().parents[1]
 PROTOCOL = {"start", "horizon", "next_event_at", "events_due", "charge", "deliver", "oracle"}
-# Optional: a world with several providers hands the engine its routing table.
-PROTOCOL |= {"routing"}
+# Optional: a world with several providers hands the engine its routing table; a world whose
+# oracle does not depend on the run says so.
+PROTOCOL |= {"routing", "fixed_oracle"}
 
 
 def _cli(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -245,3 +246,83 @@ def test_a_customer_whose_email_bounces_gets_the_message_by_sms() -> None:
         else:
             assert all(n.status == "sent" for n in case.notices)
     assert bounced, "no customer with a bouncing address had a notice: choose another seed"
+
+
+class _CountingWorld:
+    """The custom payday world, with an oracle that reads the run: how many charges it
+    answered (a stand-in for any bound a world can only give once the run is over)."""
+
+    def __init__(self, seed: int, customers: int, days: int, start: datetime) -> None:
+        from custom_world import make
+
+        self._inner = make(seed=seed, customers=customers, days=days, start=start)
+        self.start, self.horizon = self._inner.start, self._inner.horizon
+        self.charges = 0
+
+    def next_event_at(self) -> datetime | None:
+        return self._inner.next_event_at()
+
+    def events_due(self, at: datetime) -> list[Any]:
+        return self._inner.events_due(at)
+
+    def charge(self, request: ChargeRequest, at: datetime) -> ChargeOutcome:
+        self.charges += 1
+        return self._inner.charge(request, at)
+
+    def deliver(self, notice: NoticeRequest, at: datetime) -> NoticeOutcome:
+        return self._inner.deliver(notice, at)
+
+    def oracle(self) -> OracleBound:
+        bound = self._inner.oracle()
+        return OracleBound(bound.cases, self.charges, 0, bound.failed_minor, bound.window_days)
+
+
+class _ClaimsFixedOracle(_CountingWorld):
+    fixed_oracle = True  # untrue here, to show which world the harness asks
+
+
+def _counting(cls: type[_CountingWorld]) -> Any:
+    def factory(*, seed: int, customers: int, days: int, start: datetime) -> _CountingWorld:
+        return cls(seed, customers, days, start)
+
+    return factory
+
+
+@pytest.fixture()
+def custom_world_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(TESTS))
+
+
+@pytest.mark.usefixtures("custom_world_importable")
+def test_a_world_whose_oracle_reads_the_run_is_asked_after_each_policys_run() -> None:
+    run = dict(customers=8, days=20, seed=4, world=_counting(_CountingWorld))
+    parallel = simulate(**run, workers=2)  # type: ignore[arg-type]
+    assert to_json(parallel) == to_json(simulate(**run, workers=1))  # type: ignore[arg-type]
+    arms = parallel["policies"]
+    for arm in arms.values():  # each policy's bound counts its own run's charges
+        assert arm["recovered"] > 0
+        assert arm["share_of_oracle"]["by_count"] == round(arm["recovered"] / arm["attempts"], 4)
+    assert arms["default"]["attempts"] != arms["baseline-fixed"]["attempts"]
+
+
+@pytest.mark.usefixtures("custom_world_importable")
+def test_a_fixed_oracle_is_asked_of_a_fresh_world_once_for_every_policy() -> None:
+    run = dict(customers=8, days=20, seed=4, world=_counting(_ClaimsFixedOracle))
+    parallel = simulate(**run, workers=2)  # type: ignore[arg-type]
+    # A world that never ran answered no charge: the bound every policy got came from it.
+    assert parallel["oracle"]["recoverable"] == 0
+    for arm in parallel["policies"].values():
+        assert arm["attempts"] > 0 and arm["share_of_oracle"]["by_count"] == 0.0
+    # One after the other, each policy's own world is asked after its run, as before.
+    serial = simulate(**run, workers=1)  # type: ignore[arg-type]
+    assert serial["oracle"]["recoverable"] == serial["policies"]["default"]["attempts"] > 0
+
+
+def test_the_built_in_worlds_oracles_do_not_depend_on_the_run() -> None:
+    for name in ("basic", "realistic", "realistic-apac"):
+        factory = load_world_factory(f"builtin:{name}")
+        fresh = factory(seed=5, customers=40, days=30, start=START)
+        assert fresh.fixed_oracle is True  # type: ignore[attr-defined]
+        ran = run_policy(lambda f=factory: f(seed=5, customers=40, days=30, start=START), "default")
+        assert ran.network_attempts > 0
+        assert ran.oracle == fresh.oracle(), name

@@ -179,13 +179,18 @@ def run_policy(
     *,
     history: bool = True,
     keep: list[object] | None = None,
+    oracle_elsewhere: bool = False,
 ) -> PolicyResult:
     """One policy through the engine on a fresh world. `history`: also turn the attempts into
     the rows a model trains on (`PolicyResult.history`; a training period needs them, the
     report does not). `keep`: where to leave the run's state (the world, the store) instead
-    of freeing it on return; for a process that ends right after (`_run_arm`)."""
+    of freeing it on return; for a process that ends right after (`_run_arm`).
+    `oracle_elsewhere`: the caller asks a fresh world for the oracle (`fixed_oracle`), so a
+    world that has a fixed one is not asked here (the result's `oracle` is None)."""
     with _fewer_collections():
-        return _run_policy(world_factory, policy_name, scorer, store, history, keep)
+        return _run_policy(
+            world_factory, policy_name, scorer, store, history, keep, oracle_elsewhere
+        )
 
 
 @contextmanager
@@ -214,6 +219,7 @@ def _run_policy(
     store: str,
     history: bool,
     keep: list[object] | None = None,
+    oracle_elsewhere: bool = False,
 ) -> PolicyResult:
     world = world_factory()  # fresh per policy: the world keeps state as the run goes
     view = _View(world)
@@ -253,7 +259,8 @@ def _run_policy(
         raise ValueError(f"unknown store {store!r} (have: {', '.join(STORES)})")
     if keep is not None:
         keep.extend((world, recorder, cases))
-    result = _result(policy_name, cases, recorder, len(gate.changes), world.oracle())
+    bound = None if oracle_elsewhere and has_fixed_oracle(world) else world.oracle()
+    result = _result(policy_name, cases, recorder, len(gate.changes), bound)
     days = max(1, -(-int((view.horizon - view.start).total_seconds()) // 86400))
     curve = [0] * days
     for case in cases:
@@ -276,6 +283,19 @@ def sim_breaker() -> CircuitBreaker:
     an hour, so the production default (5 failures within a minute) would never trip during
     an outage. Three failures within an hour open it for half an hour."""
     return CircuitBreaker(threshold=3, window=timedelta(hours=1), cool_down=timedelta(minutes=30))
+
+
+def has_fixed_oracle(world: object) -> bool:
+    """Whether the world says its oracle depends only on how it was built (its seed and
+    arguments), not on the run (optional attribute `fixed_oracle`, docs/simulation.md)."""
+    return getattr(world, "fixed_oracle", False) is True
+
+
+def fixed_oracle(fresh: Callable[[], World]) -> OracleBound | None:
+    """The oracle of a fresh world that has a fixed one (never run, so never asked while the
+    engine runs); None for a world whose oracle needs its run."""
+    world = fresh()
+    return world.oracle() if has_fixed_oracle(world) else None
 
 
 def _result(
@@ -408,9 +428,10 @@ def simulate(
     }
 
 
-# The arms a pool of forked workers runs, by index: a forked child inherits them, so nothing
-# (a world factory, a trained model) has to be pickled on the way in.
-_ARMS: list[Callable[[], PolicyResult]] = []
+# The jobs a pool of forked workers runs, by index (the arms, then the oracle): a forked
+# child inherits them, so nothing (a world factory, a trained model) has to be pickled on
+# the way in. Each takes `keep`, where to leave its state (`_KEPT`).
+_ARMS: list[Callable[[list[object]], object]] = []
 
 
 def run_arms(
@@ -429,16 +450,33 @@ def run_arms(
     provider errors hold everyone's retries), so a run cannot be cut in pieces and give the
     same bytes."""
     # The report needs no training rows: not built (about 1% of a run at 100,000 customers).
-    jobs = [partial(run_policy, fresh, name, scorer, store, history=False) for name in policies]
-    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return {name: job() for name, job in zip(policies, jobs, strict=True)}
+    if workers <= 1 or len(policies) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return {name: run_policy(fresh, name, scorer, store, history=False) for name in policies}
+    # In parallel, a world with a fixed oracle is asked for it once, by a job of its own
+    # queued after the arms: it runs on the worker that finishes its arm first, while the
+    # slowest arm still runs, instead of at the end of every arm (4 s of the slowest arm's
+    # time at 100,000 customers). The bound is the same (tests/integration/test_simulate.py).
+    jobs: list[Callable[[list[object]], object]] = [
+        partial(
+            _arm,
+            partial(run_policy, fresh, name, scorer, store, history=False, oracle_elsewhere=True),
+        )
+        for name in policies
+    ]
+    jobs.append(lambda keep: fixed_oracle(fresh))  # beside the kept state of an arm: fine
     _ARMS[:] = jobs
     try:
         with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            results = pool.map(_run_arm, range(len(jobs)), chunksize=1)
+            *results, oracle = pool.map(_run_arm, range(len(jobs)), chunksize=1)
     finally:
         _ARMS.clear()
-    return dict(zip(policies, results, strict=True))
+    runs: dict[str, PolicyResult] = {}
+    for name, result in zip(policies, results, strict=True):
+        assert isinstance(result, PolicyResult)
+        if result.oracle is None and isinstance(oracle, OracleBound):
+            result = replace(result, oracle=oracle)
+        runs[name] = result
+    return runs
 
 
 # A forked arm's run state, never freed: the pool terminates the process once it reported,
@@ -446,17 +484,22 @@ def run_arms(
 _KEPT: list[object] = []
 
 
-def _run_arm(index: int) -> PolicyResult:
-    # In the child; the result (without history) is pickled back. A worker given a second
-    # arm (more arms than workers) lets the first one's state go first: one run in memory.
-    if _KEPT:
-        _KEPT.clear()
-        gc.collect()  # the first run's reference cycles too
-    # No cyclic collection after the run either: the first allocations after `gc.enable()`
-    # would start one over every object the run kept (5.6-6.3 s after 100,000 customers,
-    # about 5% of the command), to find nothing, in a process about to end.
+def _run_arm(index: int) -> object:
+    # In the child; the result (an arm's without history, or the oracle) is pickled back.
+    # No cyclic collection after a run: the first allocations after `gc.enable()` would
+    # start one over every object the run kept (5.6-6.3 s after 100,000 customers, about 5%
+    # of the command), to find nothing, in a process about to end.
     gc.disable()
-    return _ARMS[index](keep=_KEPT)
+    return _ARMS[index](_KEPT)
+
+
+def _arm(run: Callable[..., PolicyResult], keep: list[object]) -> PolicyResult:
+    # A worker given a second arm (more arms than workers) lets the first one's state go
+    # first, cycles included: one run in memory.
+    if keep:
+        keep.clear()
+        gc.collect()
+    return run(keep=keep)
 
 
 def _name(factory: object) -> str:

@@ -12,7 +12,10 @@ A world is built by a factory with the signature of `WorldFactory`; `docs/simula
 worked example of a custom world. Optionally a world with several payment providers offers
 `routing` (a `dunwell.domain.routing.Routing`): which of them can charge its cards. The harness
 gives it to the engine as the tenant's routing table; each `ChargeRequest.provider` then says
-where the engine sent the charge.
+where the engine sent the charge. A world whose `oracle` depends only on how it was built
+(its seed and arguments), not on what happened in the run, may say so with
+`fixed_oracle = True`: the harness then asks one fresh world for it, once for every policy,
+while the slowest policy still runs (the built-in worlds do).
 """
 
 from __future__ import annotations

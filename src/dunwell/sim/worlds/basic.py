@@ -41,6 +41,10 @@ ORACLE_WINDOW_DAYS = 21
 
 
 class BuiltinWorld:
+    # The oracle reads only the customers as drawn (and the outage windows of the seed), not
+    # the run: the harness may ask a fresh world for it once (protocol, `fixed_oracle`).
+    fixed_oracle = True
+
     def __init__(
         self, customers: int, days: int, seed: int, start: datetime = DEFAULT_START
     ) -> None:

@@ -113,6 +113,10 @@ def invoice(c: Customer) -> str:
 
 
 class RealisticWorld:
+    # The oracle reads only the customers as drawn (and the outage windows of the seed), not
+    # the run: the harness may ask a fresh world for it once (protocol, `fixed_oracle`).
+    fixed_oracle = True
+
     def __init__(
         self,
         customers: int,
