@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -133,5 +134,14 @@ def test_metrics_count_events_and_show_the_due_backlog(client, base_url, clock):
     text = httpx.get(f"{base_url}/metrics").text
     assert 'dunwell_events_total{outcome="opened",type="payment.failed"} 1.0' in text
     assert 'dunwell_events_total{outcome="duplicate",type="payment.failed"} 1.0' in text
-    # The grace step is due now and no worker runs in this test: the backlog shows it.
-    assert "dunwell_due_backlog 1.0" in text
+    # The grace step was taken by the opening decision; its access change waits for a worker
+    # (none runs in this test) as a running action, and nothing scheduled is due yet.
+    assert "dunwell_running_actions 1.0" in text
+    assert "dunwell_due_backlog 0.0" in text
+    # Fifteen days on, with still no worker: the retries and notices planned by then are due.
+    clock.advance(timedelta(days=15))
+    later = httpx.get(f"{base_url}/metrics").text
+    backlog = re.search(r"^dunwell_due_backlog (\S+)$", later, re.MULTILINE)
+    age = re.search(r"^dunwell_due_backlog_age_seconds (\S+)$", later, re.MULTILINE)
+    assert backlog is not None and float(backlog.group(1)) >= 1
+    assert age is not None and float(age.group(1)) > 0

@@ -29,7 +29,12 @@ def test_a_failed_payment_opens_a_case_with_its_actions_and_audit(services, cloc
         actions = uow.actions.for_case(case.id)
         audit = uow.audit.for_case(case.id)
     assert case.lane.value == "retry_after_funds"
-    assert {a.key for a in actions} == {p.key for p in case.plan}
+    scheduled = [a for a in actions if a.status == "scheduled"]
+    assert {a.key for a in scheduled} == {p.key for p in case.plan}
+    # The grace step, due at once, came with the decision: its access change is in the outbox.
+    [outbox] = [a for a in actions if a.status != "scheduled"]
+    assert (outbox.key, outbox.status) == ("effect:evt_1", "running")
+    assert [(e["kind"], e["level"]) for e in outbox.effects] == [("access", "grace")]
     retry = next(a for a in actions if a.type == "retry")
     assert retry.due_at > clock.now()
     assert "retry 1 of" in retry.reason

@@ -174,7 +174,8 @@ def test_insufficient_funds_opens_a_retry_after_funds_case_with_a_future_retry()
     [entry] = decision.ledger_entries
     assert (entry.credential_key, entry.attempted_at, entry.attempt_id) == ("fp_card_1", NOW, None)
     assert [e.rule for e in decision.explanations][:2] == ["case.open", "declines.classify"]
-    assert decision.effects == ()
+    # The lane's grace step is due at once: taken with the decision, not planned.
+    assert decision.effects == (ChangeAccess(case.id, "cus_1", "sub_1", AccessLevel.GRACE),)
 
 
 def test_the_same_invoice_always_gets_the_same_case_id() -> None:
@@ -194,14 +195,40 @@ def test_ids_are_the_first_24_hex_digits_of_a_name_based_uuid(tenant: str, invoi
     assert child_id("att", name, 3) == "att_" + child
 
 
-def test_a_case_opens_with_full_access_and_plans_the_grace_step_now() -> None:
-    case = open_case("insufficient_funds").case
+def test_a_case_opens_in_grace_and_plans_the_later_access_steps() -> None:
+    decision = open_case("insufficient_funds")
+    case = decision.case
     assert case is not None
-    assert case.access is AccessLevel.FULL
-    [grace, limited] = planned(case, ActionType.ACCESS)
-    assert (grace.key, grace.due_at) == ("access:grace", NOW)
+    # The step due at once (`after: 0m`) is taken by the opening decision, with its reason.
+    assert case.access is AccessLevel.GRACE
+    assert ChangeAccess(case.id, "cus_1", "sub_1", AccessLevel.GRACE) in decision.effects
+    [why] = [e for e in decision.explanations if e.rule == "policy.lanes.retry_after_funds.access"]
+    assert why.text == "due: access becomes grace 0s after the first failure"
+    [limited] = planned(case, ActionType.ACCESS)
     assert (limited.key, limited.due_at) == ("access:limited", NOW + timedelta(days=14))
     assert case.planned("end").due_at == NOW + timedelta(days=21)  # type: ignore[union-attr]
+
+
+def test_a_segment_with_longer_grace_opens_with_full_access_and_plans_its_grace_step() -> None:
+    premium = Customer("cus_1", timezone="America/New_York", segment="premium")  # 7d longer
+    decision = open_case("insufficient_funds", customer=premium)
+    case = decision.case
+    assert case is not None and case.access is AccessLevel.FULL
+    assert not [e for e in decision.effects if isinstance(e, ChangeAccess)]
+    [grace, limited] = planned(case, ActionType.ACCESS)
+    assert (grace.key, grace.due_at) == ("access:grace", NOW + timedelta(days=7))
+    assert (limited.key, limited.due_at) == ("access:limited", NOW + timedelta(days=21))
+
+
+def test_a_failure_reported_late_opens_with_every_access_step_already_due_taken() -> None:
+    # Reported 15 days after it happened: grace (0m) and limited (14d) are both past.
+    late = decide(None, failed(at=NOW - timedelta(days=15)), DEFAULT, NOW, ctx())
+    case = late.case
+    assert case is not None and case.access is AccessLevel.LIMITED
+    levels = [e.level for e in late.effects if isinstance(e, ChangeAccess)]
+    assert levels == [AccessLevel.GRACE, AccessLevel.LIMITED]  # in order, as due actions were
+    assert planned(case, ActionType.ACCESS) == []
+    assert case.planned("end").due_at == NOW + timedelta(days=6)  # type: ignore[union-attr]
 
 
 def test_an_unknown_decline_code_opens_a_retry_soon_case_and_says_it_was_unknown() -> None:
@@ -227,10 +254,6 @@ def test_retries_land_in_the_customers_local_hours() -> None:
 
 def test_a_payment_succeeded_recovers_the_case_clears_the_plan_and_restores_full_access() -> None:
     case = open_case().case
-    assert case is not None
-    graced = decide(case, due(case, "access:grace", NOW), DEFAULT, NOW, ctx())
-    assert graced.effects == (ChangeAccess(case.id, "cus_1", "sub_1", AccessLevel.GRACE),)
-    case = graced.case
     assert case is not None and case.access is AccessLevel.GRACE
 
     paid_at = NOW + timedelta(hours=3)
@@ -248,7 +271,9 @@ def test_a_payment_succeeded_recovers_the_case_clears_the_plan_and_restores_full
 
 
 def test_a_recovery_with_access_still_full_changes_no_access() -> None:
-    case = open_case().case
+    premium = Customer("cus_1", timezone="America/New_York", segment="premium")  # 7d longer
+    case = open_case(customer=premium).case
+    assert case is not None and case.access is AccessLevel.FULL
     decision = decide(case, succeeded(), DEFAULT, NOW, ctx())
     assert decision.case.status is CaseStatus.RECOVERED  # type: ignore[union-attr]
     assert decision.effects == ()

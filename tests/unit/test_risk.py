@@ -30,7 +30,7 @@ from dunwell.domain.events import (
 from dunwell.domain.history import CustomerHistory, CustomerSignal, PastCase, SignalKind
 from dunwell.domain.lanes import Lane
 from dunwell.domain.money import Money
-from dunwell.domain.policy import Policy, PolicyError, parse_policy
+from dunwell.domain.policy import AccessLevel, Policy, PolicyError, parse_policy
 from dunwell.domain.timing import next_retry_at
 
 pytestmark = pytest.mark.unit
@@ -229,7 +229,7 @@ def test_a_third_card_declined_within_a_day_stops_charges_and_escalates() -> Non
     assert escalate.reason == why.text
     # Notices are held while a human owns the case; access steps go on.
     assert [a.type for a in case.plan if a.type is ActionType.NOTICE] == []
-    assert case.planned("access:grace") is not None
+    assert case.access is AccessLevel.GRACE and case.planned("access:limited") is not None
 
 
 def test_declines_of_other_cards_outside_the_window_do_not_trip() -> None:

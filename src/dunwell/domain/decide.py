@@ -50,7 +50,7 @@ from dunwell.domain.guardrails import check_attempt
 from dunwell.domain.history import CustomerSignal, SignalKind
 from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
 from dunwell.domain.ledger import LedgerEntry
-from dunwell.domain.planning import grace_extension, replan
+from dunwell.domain.planning import access_due, grace_extension, replan
 from dunwell.domain.policy import AccessLevel, Policy
 from dunwell.domain.provider_choice import choose_provider
 from dunwell.domain.records import evolve
@@ -349,6 +349,12 @@ def _open(
         if not case.escalated:  # a risk hold escalated it already, with its own reason
             case = evolve(case, escalated=True)
             effects = (Escalate(case.id, reason),)
+    for level, rule, reason in access_due(case, policy, now):
+        # A step due at once (`after: 0m`) is taken here, with the decision, as a due access
+        # action would take it a moment later.
+        notes.append(Explanation(rule, f"due: {reason}"))
+        effects = (*effects, ChangeAccess(case.id, case.customer.id, case.subscription.id, level))
+        case = evolve(case, access=level)
     decision = _updated(
         case, policy, now, ctx, notes, effects, ledger_entries=(entry,), signals=(signal,)
     )

@@ -7,7 +7,7 @@ step with it (same key, same row), so a changed lane or a card update simply rep
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from dunwell.domain.case import ActionType, AttemptStatus, PlannedAction, RecoveryCase, Stage
 from dunwell.domain.decision import Context, Explanation
@@ -15,7 +15,14 @@ from dunwell.domain.durations import format_duration
 from dunwell.domain.guardrails import check_attempt
 from dunwell.domain.lanes import SELF_RETRYING_PROVIDERS, Lane
 from dunwell.domain.memo import IdentityMemo
-from dunwell.domain.policy import AccessStep, Checkpoint, EndOutcome, LanePolicy, Policy
+from dunwell.domain.policy import (
+    AccessLevel,
+    AccessStep,
+    Checkpoint,
+    EndOutcome,
+    LanePolicy,
+    Policy,
+)
 from dunwell.domain.provider_choice import choose_provider
 from dunwell.domain.records import evolve
 from dunwell.domain.scoring import NoRetry, learned_retry_at
@@ -117,6 +124,28 @@ def _end_texts(
         "failure unless recovered",
         (("outcome", outcome.value),),
     )
+
+
+def access_due(
+    case: RecoveryCase, policy: Policy, now: datetime
+) -> list[tuple[AccessLevel, str, str]]:
+    """The lane's access steps already due at `now` (a step `after: 0m`, when the case
+    opens), as (level, rule, reason), in the order the runner would take them as actions due
+    at once (by key), each only if it still raises the access level: the opening decision
+    takes them itself instead of planning them (one engine event less per case)."""
+    if not case.is_open:
+        return []
+    lane_policy = policy.lane(case.lane)
+    extension = grace_extension(case, policy)
+    access_steps, _ = _lane_texts(case.lane, lane_policy, extension, case.customer.segment)
+    if now >= max(case.opened_at + lane_policy.end_after + extension, now):
+        return []  # the case ends now: its end action takes over
+    rank, taken = case.access.rank, []
+    for after, step_rank, _key, rule, reason, params in sorted(access_steps, key=itemgetter(2)):
+        if step_rank > rank and case.opened_at + after + extension <= now:
+            taken.append((AccessLevel(dict(params)["level"]), rule, reason))
+            rank = step_rank
+    return taken
 
 
 def grace_extension(case: RecoveryCase, policy: Policy) -> timedelta:
