@@ -138,7 +138,7 @@ def access_due(
     lane_policy = policy.lane(case.lane)
     extension = grace_extension(case, policy)
     access_steps, _ = _lane_texts(case.lane, lane_policy, extension, case.customer.segment)
-    if now >= max(case.opened_at + lane_policy.end_after + extension, now):
+    if case.opened_at + lane_policy.end_after + extension <= now:
         return []  # the case ends now: its end action takes over
     rank, taken = case.access.rank, []
     for after, step_rank, _key, rule, reason, params in sorted(access_steps, key=itemgetter(2)):

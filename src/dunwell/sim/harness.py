@@ -463,7 +463,7 @@ def run_arms(
         )
         for name in policies
     ]
-    jobs.append(lambda keep: fixed_oracle(fresh))  # beside the kept state of an arm: fine
+    jobs.append(lambda keep: fixed_oracle(fresh))  # keeps nothing: fine beside an arm's state
     _ARMS[:] = jobs
     try:
         with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
