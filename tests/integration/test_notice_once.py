@@ -6,6 +6,7 @@ import pytest
 
 from dunwell.channels.base import Delivery
 from dunwell.domain.decision import SendNotice
+from dunwell.engine.effects_codec import effect_to_dict
 from dunwell.store.unit_of_work import UnitOfWork
 from factories import failed_body, post
 
@@ -53,3 +54,31 @@ def test_notices_not_interrupted_go_out_once_each(services, clock, notifier):
     services.runner.run_until_idle()
     ids = [n.notice_id for n in notifier.sent]
     assert ids and len(ids) == len(set(ids))
+
+
+def test_every_outcome_of_an_outbox_row_is_recorded(services, clock, notifier):
+    case_id = post(services, failed_body("e1", clock.now(), code="expired_card")).case_ids[0]
+    services.runner.run_until_idle()
+    with UnitOfWork(services.sessions) as uow:
+        case = uow.cases.get("acme", case_id)
+    # No decision emits two messages in one row today; the runner must not depend on it.
+    two = [
+        SendNotice(case_id, f"ntc_extra_{n}", "payment_failed", "email", case.customer,
+                   case.amount, case.lane.value)
+        for n in (1, 2)
+    ]  # fmt: skip
+    with UnitOfWork(services.sessions) as uow:
+        uow.actions.add_effects("acme", case_id, "effect:two", [effect_to_dict(e) for e in two],
+                                clock.now())  # fmt: skip
+        uow.commit()
+        [row] = [r for r in uow.actions.for_case(case_id) if r.key == "effect:two"]
+        row_id = row.id
+
+    assert services.runner.finish([row_id]) == 1
+
+    assert [n.notice_id for n in notifier.sent][-2:] == ["ntc_extra_1", "ntc_extra_2"]
+    with UnitOfWork(services.sessions) as uow:
+        recorded = [uow.events.find("acme", f"delivered:{n.notice_id}") for n in two]
+        [row] = [r for r in uow.actions.for_case(case_id) if r.key == "effect:two"]
+    assert all(event is not None for event in recorded)  # the first one too
+    assert row.status == "done"

@@ -153,7 +153,7 @@ class ActionRunner:
             ]
 
     def _perform(self, work: _Work) -> None:
-        outcome: Event | None = None
+        outcomes: list[Event] = []
         for effect in work.effects:
             if isinstance(effect, ChangeAccess):
                 self.access.change_access(effect)
@@ -162,11 +162,18 @@ class ActionRunner:
                 self.access.escalate(effect)
                 self.metrics.actions.labels("escalate", "done").inc()
             elif isinstance(effect, Charge):
-                outcome = self._charge(work, effect)
+                outcomes.append(self._charge(work, effect))
             elif isinstance(effect, SendNotice):
-                outcome = self._notice(work, effect)
-        if outcome is not None:
-            self.ingest(work.tenant_id, outcome, complete_action_id=work.action_id)
+                outcomes.append(self._notice(work, effect))
+        if outcomes:
+            # Every outcome is recorded, the last one settling the row. A crash in between
+            # leaves the row running: its re-run re-sends a charge under the same idempotency
+            # key and never a notice, and their outcomes come back under the same event ids
+            # (duplicates). Today a decision has at most one charge or notice; nothing is lost
+            # if one ever has more.
+            for outcome in outcomes[:-1]:
+                self.ingest(work.tenant_id, outcome)
+            self.ingest(work.tenant_id, outcomes[-1], complete_action_id=work.action_id)
             return
         with self.units() as uow:
             uow.actions.settle(work.action_id, "done", self.clock.now(), was="running")
