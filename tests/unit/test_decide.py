@@ -64,6 +64,8 @@ BASELINE = POLICIES["baseline-fixed"]
 NOW = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
 TENANT = "tenant_1"
 CUSTOMER = Customer("cus_1", email="ada@example.com", timezone="America/New_York")
+# The default policy gives this segment 7 days more: its grace step is not due at opening.
+PREMIUM = Customer("cus_1", timezone="America/New_York", segment="premium")
 SUBSCRIPTION = Subscription("sub_1", plan="pro")
 CARD = PaymentMethod("pm_1", brand="visa", fingerprint="fp_card_1")
 NEW_CARD = PaymentMethod("pm_2", brand="mastercard", fingerprint="fp_card_2")
@@ -210,8 +212,7 @@ def test_a_case_opens_in_grace_and_plans_the_later_access_steps() -> None:
 
 
 def test_a_segment_with_longer_grace_opens_with_full_access_and_plans_its_grace_step() -> None:
-    premium = Customer("cus_1", timezone="America/New_York", segment="premium")  # 7d longer
-    decision = open_case("insufficient_funds", customer=premium)
+    decision = open_case("insufficient_funds", customer=PREMIUM)
     case = decision.case
     assert case is not None and case.access is AccessLevel.FULL
     assert not [e for e in decision.effects if isinstance(e, ChangeAccess)]
@@ -271,8 +272,7 @@ def test_a_payment_succeeded_recovers_the_case_clears_the_plan_and_restores_full
 
 
 def test_a_recovery_with_access_still_full_changes_no_access() -> None:
-    premium = Customer("cus_1", timezone="America/New_York", segment="premium")  # 7d longer
-    case = open_case(customer=premium).case
+    case = open_case(customer=PREMIUM).case
     assert case is not None and case.access is AccessLevel.FULL
     decision = decide(case, succeeded(), DEFAULT, NOW, ctx())
     assert decision.case.status is CaseStatus.RECOVERED  # type: ignore[union-attr]

@@ -184,7 +184,7 @@ def run_policy(
     """One policy through the engine on a fresh world. `history`: also turn the attempts into
     the rows a model trains on (`PolicyResult.history`; a training period needs them, the
     report does not). `keep`: where to leave the run's state (the world, the store) instead
-    of freeing it on return; for a process that ends right after (`_run_arm`).
+    of freeing it on return; for a process that ends right after (`_run_job`).
     `oracle_elsewhere`: the caller asks a fresh world for the oracle (`fixed_oracle`), so a
     world that has a fixed one is not asked here (the result's `oracle` is None)."""
     with _fewer_collections():
@@ -431,7 +431,7 @@ def simulate(
 # The jobs a pool of forked workers runs, by index (the arms, then the oracle): a forked
 # child inherits them, so nothing (a world factory, a trained model) has to be pickled on
 # the way in. Each takes `keep`, where to leave its state (`_KEPT`).
-_ARMS: list[Callable[[list[object]], object]] = []
+_JOBS: list[Callable[[list[object]], object]] = []
 
 
 def run_arms(
@@ -455,7 +455,7 @@ def run_arms(
     # In parallel, a world with a fixed oracle is asked for it once, by a job of its own
     # queued after the arms: it runs on the worker that finishes its arm first, while the
     # slowest arm still runs, instead of at the end of every arm (4 s of the slowest arm's
-    # time at 100,000 customers). The bound is the same (tests/integration/test_simulate.py).
+    # time at 100,000 customers). The bound is the same (tests/integration/test_sim_worlds.py).
     jobs: list[Callable[[list[object]], object]] = [
         partial(
             _arm,
@@ -464,12 +464,12 @@ def run_arms(
         for name in policies
     ]
     jobs.append(lambda keep: fixed_oracle(fresh))  # keeps nothing: fine beside an arm's state
-    _ARMS[:] = jobs
+    _JOBS[:] = jobs
     try:
         with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            *results, oracle = pool.map(_run_arm, range(len(jobs)), chunksize=1)
+            *results, oracle = pool.map(_run_job, range(len(jobs)), chunksize=1)
     finally:
-        _ARMS.clear()
+        _JOBS.clear()
     runs: dict[str, PolicyResult] = {}
     for name, result in zip(policies, results, strict=True):
         assert isinstance(result, PolicyResult)
@@ -484,13 +484,13 @@ def run_arms(
 _KEPT: list[object] = []
 
 
-def _run_arm(index: int) -> object:
+def _run_job(index: int) -> object:
     # In the child; the result (an arm's without history, or the oracle) is pickled back.
     # No cyclic collection after a run: the first allocations after `gc.enable()` would
     # start one over every object the run kept (5.6-6.3 s after 100,000 customers, about 5%
     # of the command), to find nothing, in a process about to end.
     gc.disable()
-    return _ARMS[index](_KEPT)
+    return _JOBS[index](_KEPT)
 
 
 def _arm(run: Callable[..., PolicyResult], keep: list[object]) -> PolicyResult:
