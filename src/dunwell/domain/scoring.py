@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from operator import attrgetter
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -86,8 +87,12 @@ class RetryFeatures:
     days_since_open_payday: int = -1
 
     def values(self) -> tuple[str | int | float, ...]:
-        d = asdict(self)
-        return tuple(d[name] for name in FEATURE_NAMES)
+        # One C call, not `asdict`'s deep copy of every field: a backtest reads the values
+        # of every candidate hour of every plan (15% of its time with `asdict`).
+        return _FEATURE_VALUES(self)
+
+
+_FEATURE_VALUES = attrgetter(*FEATURE_NAMES)
 
 
 def retry_features(

@@ -20,7 +20,7 @@ import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from dunwell.domain.lanes import CUSTOMER_ACTION_LANES
 from dunwell.domain.scoring import CATEGORICAL, FEATURE_NAMES, RetryFeatures
@@ -103,7 +103,7 @@ class LearnedScorer:
             return answers  # type: ignore[return-value]  # no None left: all floats
         asked = zip(features, answers, strict=True)
         missing = list(dict.fromkeys(f for f, a in asked if a is None))
-        with threadpool_limits(1):
+        with _one_thread():
             probabilities = self.classifier.predict_proba(self.encoder.matrix(missing))[:, 1]
         new = {
             f: round(float(p) * self.beyond_history(f.lane, f.attempt_number), 4)
@@ -222,6 +222,19 @@ def depth_decay(rows: Sequence[HistoryRow]) -> dict[str, Depth]:
                 decay = min(1.0, round((last[1] / last[0]) / (before[1] / before[0]), 4))
         out[lane] = Depth(deepest, decay)
     return out
+
+
+_CONTROLLER: list[ThreadpoolController] = []  # found once: see _one_thread
+
+
+def _one_thread() -> Any:
+    """The trees on one thread for the duration of a `with`. `threadpool_limits(1)` looks for
+    the process's thread pools (every shared library loaded) at each call: about a quarter of
+    a backtest's time and of a `smart` plan's. The pools are found once instead; the libraries
+    that own them (OpenMP, BLAS) are loaded with scikit-learn, before the first score."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1)
 
 
 def _classifier() -> HistGradientBoostingClassifier:
