@@ -117,17 +117,25 @@ def backtest_command(
         return
     past, new, change = result["past_schedule"], result["candidate_policy"], result["change"]
     low_high = change["revenue_lift_90pct"] or [0.0, 0.0]
-    out.print(
-        f"{result['cases']} past cases, model {result['model']}, policy {result['policy']}:\n"
-        f"  as it happened (model's estimate): {past['expected_recovery_rate']:.1%} recovered, "
-        f"{past['expected_attempts_per_case']:.2f} attempts per case "
-        f"(observed: {result['observed']['recovered']} cases recovered)\n"
-        f"  under the policy: {new['expected_recovery_rate']:.1%} recovered, "
-        f"{new['expected_attempts_per_case']:.2f} attempts per case\n"
-        f"  revenue: {change['revenue_lift'] or 0:+.1%} "
-        f"(90% interval {low_high[0]:+.1%} to {low_high[1]:+.1%})\n"
-        "  assumptions: " + "; ".join(result["assumptions"])
-    )
+    lines = [
+        f"{result['cases']} past cases, model {result['model']}, policy {result['policy']}:",
+        f"  as it happened (model's estimate): {past['expected_recovery_rate']:.1%} recovered "
+        f"by retries, {past['expected_attempts_per_case']:.2f} attempts per case "
+        f"(observed: {result['observed']['recovered']} cases recovered by retries)",
+        f"  under the policy: {new['expected_recovery_rate']:.1%} recovered by retries, "
+        f"{new['expected_attempts_per_case']:.2f} attempts per case",
+        f"  revenue recovered by retries: {change['revenue_lift'] or 0:+.1%} "
+        f"(90% interval {low_high[0]:+.1%} to {low_high[1]:+.1%})",
+    ]
+    if change["all_revenue_lift"] is not None:
+        low, high = change["all_revenue_lift_90pct"] or [0.0, 0.0]
+        paid = result["observed"]["paid_by_the_customer"]
+        lines.append(
+            f"  all recovered revenue ({paid} cases the customer paid included): "
+            f"{change['all_revenue_lift']:+.1%} (90% interval {low:+.1%} to {high:+.1%})"
+        )
+    lines.append("  assumptions: " + "; ".join(result["assumptions"]))
+    out.print("\n".join(lines), markup=False)
 
 
 @history_app.command("import")

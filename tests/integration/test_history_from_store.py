@@ -91,6 +91,14 @@ def test_the_engines_own_attempts_become_history_rows(services, clock) -> None:
         "Europe/Berlin",
     )
     assert [r.outcome for r in by_case[paying[0]]] == ["approved"]
+    # How each case ended, for a backtest: the policy gave up on the first (its funds lane
+    # ends three weeks after the failure), a retry recovered the second.
+    assert {(r.case_outcome, r.case_closed_at) for r in declined} == {
+        ("churned", start + timedelta(days=21))
+    }
+    paid = by_case[paying[0]][0]
+    assert paid.case_outcome == "recovered_by_retry" and paid.case_closed_at is not None
+    assert paid.case_closed_at >= paid.attempted_at
     # The expired card was never charged; the new card's charge is not a row (the rules retry
     # a new card at once, whatever a model would say).
     assert expired[0] not in by_case

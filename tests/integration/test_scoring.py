@@ -30,12 +30,19 @@ from sqlalchemy.orm import sessionmaker
 
 from dunwell.policies import load_policies
 from dunwell.scoring.features import history_features
-from dunwell.scoring.history import COLUMNS, HistoryRow, read_history
+from dunwell.scoring.history import (
+    CASE_OUTCOMES,
+    COLUMNS,
+    HistoryRow,
+    history_digest,
+    read_history,
+)
 from dunwell.scoring.live import ModelsInUse, NewestModel, TenantModels
 from dunwell.scoring.model import train
 from dunwell.scoring.retrain import RoundFailed, learning_tenants, train_version
 from dunwell.scoring.store import ModelStore, ModelStoreError, load_latest, tenant_model_dir
-from dunwell.sim.harness import simulate
+from dunwell.sim.harness import run_policy, simulate
+from dunwell.sim.worlds.realistic import RealisticWorld
 
 pytestmark = pytest.mark.integration
 
@@ -621,6 +628,185 @@ def test_backtest_compares_a_policy_with_what_happened_with_an_interval(tmp_path
     assert runs["smart"]["past_schedule"] == runs["baseline-fixed"]["past_schedule"]
     unknown = _cli(tmp_path, "backtest", "--history", str(source), "--policy", "nope")
     assert unknown.returncode == 2 and "unknown policy 'nope'" in unknown.stderr
+
+
+def _with_case_ends(source: Path, target: Path, blank: bool = False) -> dict[str, str]:
+    """`source` with how each case ended: a retry's approval, else (alternately) the
+    customer's own payment an hour after the case's last charge, or the policy's end three
+    weeks after the failure. `blank`: the same rows with the two columns left empty."""
+    with source.open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    by_case: dict[str, list[dict[str, str]]] = {}
+    for record in records:
+        by_case.setdefault(record["case_id"], []).append(record)
+    ends: dict[str, str] = {}
+    kept: list[dict[str, str]] = []
+    for index, (case_id, rows) in enumerate(sorted(by_case.items())):
+        last = max(rows, key=lambda r: r["attempted_at"])
+        approved = sorted(r["attempted_at"] for r in rows if r["outcome"] == "approved")
+        if approved:
+            ending, closed = "recovered_by_retry", approved[0]
+            rows = [r for r in rows if r["attempted_at"] <= closed]  # none after it
+        elif index % 2:
+            ending = "recovered_by_customer"
+            closed = (datetime.fromisoformat(last["attempted_at"]) + timedelta(hours=1)).isoformat()
+        else:
+            ending = "churned"
+            failed = datetime.fromisoformat(rows[0]["first_failed_at"])
+            closed = (failed + timedelta(days=21)).isoformat()
+        ends[case_id] = ending
+        for row in rows:
+            if not blank:
+                row["case_outcome"], row["case_closed_at"] = ending, closed
+            kept.append(row)
+    with target.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+    return ends
+
+
+def test_backtest_stops_a_policys_retries_where_the_customer_ended_the_case(
+    tmp_path: Path,
+) -> None:
+    source, ended, unknown = (tmp_path / n for n in ("past.csv", "ended.csv", "unknown.csv"))
+    _history(source, cases=80)
+    ends = _with_case_ends(source, ended)
+    _with_case_ends(source, unknown, blank=True)
+    assert _cli(tmp_path, "scoring", "train", "--history", str(ended)).returncode == 0
+    runs = {}
+    for name, path in (("ended", ended), ("unknown", unknown)):
+        done = _cli(tmp_path, "backtest", "--history", str(path), "--policy", "smart", "--json")
+        assert done.returncode == 0, done.stderr
+        runs[name] = json.loads(done.stdout)
+    paid = sum(1 for e in ends.values() if e == "recovered_by_customer")
+    assert paid > 5
+    with_ends, without = runs["ended"], runs["unknown"]
+    assert with_ends["case_ends"] == {"known": 80, "by_the_customer": paid}
+    assert without["case_ends"] == {"known": 0, "by_the_customer": 0}
+    # smart plans retries after the hour the customer paid in: they no longer count.
+    new, old = with_ends["candidate_policy"], without["candidate_policy"]
+    assert new["expected_attempts_per_case"] < old["expected_attempts_per_case"]
+    assert new["expected_recovered_amount_minor"] < old["expected_recovered_amount_minor"]
+    # The past schedule's charges all came before the case ended: scored the same.
+    assert (
+        with_ends["past_schedule"]["expected_attempts_per_case"]
+        == (without["past_schedule"]["expected_attempts_per_case"])
+    )
+    # All recovered revenue counts the customers' payments whole, under either schedule.
+    customer_amount = with_ends["observed"]["paid_by_the_customer_amount_minor"]
+    assert with_ends["observed"]["paid_by_the_customer"] == paid
+    for side in ("past_schedule", "candidate_policy"):
+        whole = with_ends[side]["expected_recovered_amount_with_customer_payments_minor"]
+        assert with_ends[side]["expected_recovered_amount_minor"] < whole
+        assert whole <= with_ends[side]["expected_recovered_amount_minor"] + customer_amount
+    low, high = with_ends["change"]["all_revenue_lift_90pct"]
+    assert low <= with_ends["change"]["all_revenue_lift"] <= high
+    assert (
+        "no retry after the customer ended the case (paid, cancelled, disputed)"
+        in (with_ends["assumptions"])
+    )
+    assert without["change"]["all_revenue_lift"] is None
+    assert any("how cases ended is not in the history" in a for a in without["assumptions"])
+    said = _cli(tmp_path, "backtest", "--history", str(ended), "--policy", "smart")
+    assert said.returncode == 0, said.stderr
+    assert f"all recovered revenue ({paid} cases the customer paid included)" in said.stdout
+
+
+def test_backtest_says_how_much_the_candidate_leaves_to_the_customer(tmp_path: Path) -> None:
+    source, mixed = tmp_path / "past.csv", tmp_path / "mixed.csv"
+    _history(source, cases=60)
+    with source.open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    expired = {r["case_id"] for r in records if int(r["case_id"].split("_")[1]) % 4 == 0}
+    for record in records:
+        if record["case_id"] in expired:  # a card the customer must replace
+            record["decline_code"] = "expired_card"
+    with mixed.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(records)
+    assert _cli(tmp_path, "scoring", "train", "--history", str(mixed)).returncode == 0
+    done = _cli(tmp_path, "backtest", "--history", str(mixed), "--policy", "smart", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    lanes = result["by_lane"]
+    # smart never retries a card that must be replaced: it asks the customer.
+    assert lanes["update_payment_method"]["cases"] == len(expired) == 15
+    assert lanes["update_payment_method"]["candidate_retries_none"] == len(expired)
+    assert lanes["update_payment_method"]["candidate_expected_recovered_amount_minor"] == 0
+    # The model does not learn from such charges: the past ones are priced at the rate the
+    # history shows in that lane, each case's three charges independently.
+    tried = [r for r in records if r["case_id"] in expired]
+    rate = sum(r["outcome"] == "approved" for r in tried) / len(tried)
+    assert result["customer_lane_approval_rates"] == {"update_payment_method": round(rate, 4)}
+    firsts = [r for r in tried if r["attempt_number"] == "1"]
+    priced = sum(int(r["amount_minor"]) * (1 - (1 - rate) ** 3) for r in firsts)
+    assert abs(lanes["update_payment_method"]["past_expected_recovered_amount_minor"] - priced) < 1
+    assert sum(lane["cases"] for lane in lanes.values()) == result["cases"]
+    total = sum(lane["candidate_expected_recovered_amount_minor"] for lane in lanes.values())
+    assert abs(total - result["candidate_policy"]["expected_recovered_amount_minor"]) <= len(lanes)
+    left = result["not_retried"]
+    # A case's amount is its first charge's (this synthetic history draws one per charge).
+    amount = sum(int(r["amount_minor"]) for r in firsts)
+    assert left["cases"] >= len(expired) and left["amount_minor"] >= amount
+    share = left["share_of_failed_amount"]
+    said = f"{share:.0%} of the failed amount gets no retry from the candidate"
+    assert any(said in line for line in result["assumptions"])
+    # baseline-fixed retries every one of these lanes.
+    fixed = _cli(
+        tmp_path, "backtest", "--history", str(mixed), "--policy", "baseline-fixed", "--json"
+    )
+    assert json.loads(fixed.stdout)["not_retried"]["cases"] == 0
+
+
+def test_the_case_columns_are_checked_and_read_back_as_written(tmp_path: Path) -> None:
+    source, ended = tmp_path / "past.csv", tmp_path / "ended.csv"
+    _history(source, cases=10)
+    _with_case_ends(source, ended)
+    with ended.open("a", newline="") as handle:
+        start = "bad_{},2026-01-05T09:00:00+00:00,2026-01-06T09:00:00+00:00,1,declined,999,USD"
+        rest = ",,,,,,,"
+        handle.write(start.format(1) + rest + ",refunded,2026-01-07T09:00:00+00:00\n")
+        handle.write(start.format(2) + rest + ",canceled,\n")
+        handle.write(start.format(3) + rest + ",churned,2026-01-05T10:00:00+00:00\n")
+        handle.write(start.format(4) + rest + ",open,2026-01-07T09:00:00+00:00\n")
+    done = _cli(tmp_path, "history", "import", str(ended), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    reasons = [row["reason"] for row in summary["bad_rows"]]
+    assert len(reasons) == 4 and summary["kept"] == len(ended.read_text().splitlines()) - 5
+    assert "case_outcome: 'refunded' is not one of" in reasons[0]
+    assert "case_closed_at: required with case_outcome 'canceled'" in reasons[1]
+    assert "case_closed_at: before attempted_at" in reasons[2]
+    assert "case_closed_at: given, but case_outcome does not say how it ended" in reasons[3]
+    written, _ = read_history(ended)
+    saved, bad = read_history(Path(summary["saved_as"]))
+    assert not bad and saved == written
+    assert {r.case_outcome for r in saved} >= {"recovered_by_customer", "churned"}
+    assert all(r.case_closed_at is not None and r.case_closed_at.tzinfo for r in saved)
+    # The model does not read them: the same attempts with other ends, the same digest.
+    blank = [replace(r, case_outcome="", case_closed_at=None) for r in saved]
+    assert history_digest(blank) == history_digest(saved)
+
+
+def test_a_simulations_history_says_how_each_case_ended() -> None:
+    run = run_policy(partial(RealisticWorld, 300, 40, 5), "baseline-fixed")
+    by_case: dict[str, list[HistoryRow]] = {}
+    for row in run.history:
+        by_case.setdefault(row.case_id, []).append(row)
+    ended: dict[str, int] = {}
+    for rows in by_case.values():
+        assert len({(r.case_outcome, r.case_closed_at) for r in rows}) == 1  # per case
+        outcome, closed = rows[0].case_outcome, rows[0].case_closed_at
+        ended[outcome] = ended.get(outcome, 0) + 1
+        assert outcome in CASE_OUTCOMES and (closed is None) == (outcome == "open")
+        assert closed is None or all(r.attempted_at <= closed for r in rows)
+        if outcome == "recovered_by_retry":
+            assert sorted(rows, key=lambda r: r.attempted_at)[-1].approved
+        elif outcome != "recovered_by_customer":  # whose charge after an authentication passes
+            assert not any(r.approved for r in rows), (outcome, rows)
+    assert {"recovered_by_retry", "recovered_by_customer", "churned"} <= set(ended), ended
 
 
 def test_scheduled_retraining_adds_a_version_only_when_the_history_grew(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from dunwell.domain.case import RecoveryCase
 from dunwell.domain.declines import classify_decline
 from dunwell.domain.events import DeclineReport
 from dunwell.domain.scoring import RetryFeatures, retry_features
-from dunwell.scoring.history import HistoryRow
+from dunwell.scoring.history import HistoryRow, case_end
 from dunwell.sim.log import Entry, Kind, Outcome
 
 
@@ -78,6 +78,7 @@ def history_from_sim(log: Sequence[Entry], cases: Iterable[RecoveryCase]) -> lis
         if case is None:
             continue
         last = opening
+        ending, closed_at = case_end(case)
         for number, charge in enumerate(sorted(charges[invoice], key=lambda e: e.at), start=1):
             if charge.credential == opening.credential:
                 report = DeclineReport(
@@ -99,6 +100,8 @@ def history_from_sim(log: Sequence[Entry], cases: Iterable[RecoveryCase]) -> lis
                         country=case.customer.country or "",
                         timezone=case.customer.timezone or "",
                         segment=case.customer.segment or "",
+                        case_outcome=ending,
+                        case_closed_at=closed_at,
                     )
                 )
             if charge.outcome is Outcome.DECLINED:

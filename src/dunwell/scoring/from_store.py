@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dunwell.domain.case import AttemptStatus, RecoveryCase
 from dunwell.domain.declines import classify_decline
 from dunwell.domain.events import DeclineReport
-from dunwell.scoring.history import HistoryRow
+from dunwell.scoring.history import HistoryRow, case_end
 from dunwell.store.unit_of_work import UnitOfWork
 
 _OUTCOMES = {AttemptStatus.SUCCEEDED: "approved", AttemptStatus.FAILED: "declined"}
@@ -49,6 +49,7 @@ def _case_rows(case: RecoveryCase, opening: dict[str, Any] | None) -> Iterator[H
     )
     if first_card is None and attempts:
         first_card = attempts[0].credential_key  # an event log pruned: the first charged card
+    ending, closed_at = case_end(case)
     number = 0
     for attempt in attempts:
         number += 1
@@ -69,6 +70,8 @@ def _case_rows(case: RecoveryCase, opening: dict[str, Any] | None) -> Iterator[H
                 country=case.customer.country or "",
                 timezone=case.customer.timezone or "",
                 segment=case.customer.segment or "",
+                case_outcome=ending,
+                case_closed_at=closed_at,
             )
         if attempt.status is AttemptStatus.FAILED and attempt.provider_code:
             code = attempt.provider_code

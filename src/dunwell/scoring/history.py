@@ -17,6 +17,12 @@ CSV with a header, or Parquet (by the `.parquet` suffix, read with pyarrow); the
 | provider | no | whose code table decline_code is in (default: stripe) |
 | card_brand, country | no | the card's brand, the customer's country (ISO 3166 alpha-2) |
 | timezone, segment | no | the customer's IANA timezone and segment |
+| case_outcome | no | how the case ended: one of CASE_OUTCOMES, the same on every row of a case |
+| case_closed_at | no | ISO 8601 with an offset: when it ended (required with an outcome but open) |
+
+The two case columns let a backtest stop a candidate's retries where the customer ended the
+case (paid or fixed the card, cancelled, disputed): a retry cannot come after that. The model
+does not read them.
 
 Bad rows are reported with their line number (CSV) or row number (Parquet) and reason and
 left out; good rows are kept (dead-letter style), so one typo does not throw away a year of
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dunwell.domain.case import CaseStatus, RecoveryCase
 from dunwell.domain.declines import classify_decline
 from dunwell.domain.events import DeclineReport
 from dunwell.domain.lanes import Lane
@@ -47,6 +54,22 @@ REQUIRED = (
     "outcome",
     "amount_minor",
 )
+
+
+# How a case ended, as a merchant's export or dunwell's own cases tell it. The customer's
+# ends (`EXTERNAL_ENDS`) are the ones a backtest keeps in time: another schedule's retries
+# would have stopped there too. The others are the schedule's own (a retry approved, the
+# policy gave up) or not known yet.
+CASE_OUTCOMES = (
+    "recovered_by_retry",
+    "recovered_by_customer",
+    "canceled",
+    "disputed",
+    "churned",
+    "written_off",
+    "open",
+)
+EXTERNAL_ENDS = frozenset({"recovered_by_customer", "canceled", "disputed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +88,8 @@ class HistoryRow:
     country: str = ""
     timezone: str = ""
     segment: str = ""
+    case_outcome: str = ""  # CASE_OUTCOMES, or "" when not known
+    case_closed_at: datetime | None = None
 
     @property
     def approved(self) -> bool:
@@ -74,11 +99,27 @@ class HistoryRow:
 COLUMNS = tuple(f.name for f in fields(HistoryRow))
 
 
+def case_end(case: RecoveryCase) -> tuple[str, datetime | None]:
+    """A dunwell case's `case_outcome` and `case_closed_at`, for the rows built from it."""
+    if case.status is CaseStatus.RECOVERED:
+        by = "retry" if case.recovered_by == "retry" else "customer"
+        return f"recovered_by_{by}", case.closed_at
+    return case.status.value, case.closed_at
+
+
+_CASE_COLUMNS = ("case_outcome", "case_closed_at")
+_TRAINED_ON = tuple(i for i, name in enumerate(COLUMNS) if name not in _CASE_COLUMNS)
+
+
 def history_digest(rows: Iterable[HistoryRow]) -> str:
     """A fingerprint of a training history, whatever its order: equal when no attempt was
     added, changed or dropped (a scheduled retraining skips a round that would learn the
     same thing again)."""
-    lines = sorted("\x1f".join(str(v) for v in astuple(row)) for row in rows)
+    # The case columns are left out: the model does not read them, so a case that closed
+    # since the last round gives no reason to train again.
+    lines = sorted(
+        "\x1f".join(str(v) for i, v in enumerate(astuple(row)) if i in _TRAINED_ON) for row in rows
+    )
     return hashlib.sha256("\x1e".join(lines).encode()).hexdigest()
 
 
@@ -224,6 +265,17 @@ def parse_row(raw: dict[str, str]) -> HistoryRow:
     lane = raw.get("lane", "")
     if lane and lane not in {item.value for item in Lane}:
         problems.append(f"lane: {lane!r} is not one of {[item.value for item in Lane]}")
+    ending, closed_at = raw.get("case_outcome", "").lower(), None
+    if ending and ending not in CASE_OUTCOMES:
+        problems.append(f"case_outcome: {ending!r} is not one of {list(CASE_OUTCOMES)}")
+    if raw.get("case_closed_at", ""):
+        closed_at = when("case_closed_at")
+        if closed_at and attempted_at and closed_at < attempted_at:
+            problems.append("case_closed_at: before attempted_at (the case ended before it)")
+        if ending in ("", "open"):
+            problems.append("case_closed_at: given, but case_outcome does not say how it ended")
+    elif ending not in ("", "open"):
+        problems.append(f"case_closed_at: required with case_outcome {ending!r}")
     zone = raw.get("timezone", "")
     if zone:
         try:
@@ -256,6 +308,8 @@ def parse_row(raw: dict[str, str]) -> HistoryRow:
         country=raw.get("country", "").upper(),
         timezone=zone,
         segment=raw.get("segment", ""),
+        case_outcome=ending,
+        case_closed_at=closed_at,
     )
 
 
@@ -269,6 +323,7 @@ def write_history(path: Path, rows: Iterable[HistoryRow]) -> int:
             data = asdict(row)
             data["first_failed_at"] = row.first_failed_at.isoformat()
             data["attempted_at"] = row.attempted_at.isoformat()
+            data["case_closed_at"] = row.case_closed_at.isoformat() if row.case_closed_at else ""
             writer.writerow(data)
             count += 1
     return count
