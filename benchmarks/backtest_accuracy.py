@@ -114,7 +114,7 @@ def measure(world: str, seed: int, customers: int, days: int, policy: str) -> di
             "all_revenue_lift": result["change"]["all_revenue_lift"],
             "all_revenue_lift_90pct": result["change"]["all_revenue_lift_90pct"],
             "attempts_ratio": round(
-                new["expected_attempts_per_case"] / past_s["expected_attempts_per_case"], 4
+                new["expected_attempts_per_case"] / past_s["attempts_per_case"], 4
             ),
         }
 

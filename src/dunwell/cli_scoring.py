@@ -119,9 +119,8 @@ def backtest_command(
     low_high = change["revenue_lift_90pct"] or [0.0, 0.0]
     lines = [
         f"{result['cases']} past cases, model {result['model']}, policy {result['policy']}:",
-        f"  as it happened (model's estimate): {past['expected_recovery_rate']:.1%} recovered "
-        f"by retries, {past['expected_attempts_per_case']:.2f} attempts per case "
-        f"(observed: {result['observed']['recovered']} cases recovered by retries)",
+        f"  as it happened: {past['recovery_rate']:.1%} recovered by retries, "
+        f"{past['attempts_per_case']:.2f} attempts per case",
         f"  under the policy: {new['expected_recovery_rate']:.1%} recovered by retries, "
         f"{new['expected_attempts_per_case']:.2f} attempts per case",
         f"  revenue recovered by retries: {change['revenue_lift'] or 0:+.1%} "
