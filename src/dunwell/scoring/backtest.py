@@ -76,14 +76,15 @@ def backtest(
         if ending in EXTERNAL_ENDS and closed_at is not None:
             planned = [(at, p) for at, p in planned if at < closed_at]
         planned_p = [p for _, p in planned]
+        observed = any(r.approved for r in attempts)
         per_case.append(
             {
                 "amount": amount,
-                "observed": any(r.approved for r in attempts),
+                "observed": observed,
                 # The past schedule is not estimated: it happened. The model's estimate of it
                 # is kept as a check only: over the charges made, it cannot see the tries a
                 # case recovered early never needed, so it reads low by construction.
-                "past": float(any(r.approved for r in attempts)),
+                "past": float(observed),
                 "past_attempts": float(len(attempts)),
                 "past_model": _chance(past_p),
                 "policy": _chance(planned_p),
