@@ -31,6 +31,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from learning import WORLDS  # the worlds the proof runs on (benchmarks/learning.py)
+
 from dunwell.domain.case import CaseStatus, RecoveryCase
 from dunwell.logging_setup import configure_logging
 from dunwell.policies import load_policies
@@ -44,13 +46,6 @@ from dunwell.sim.population import DEFAULT_START
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "backtest-accuracy"
-WORLDS = (
-    "realistic",
-    "realistic-monthly-pay",
-    "realistic-weekly-pay",
-    "realistic-hard-declines",
-    "realistic-apac",
-)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Iterable
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -107,8 +107,7 @@ def case_end(case: RecoveryCase) -> tuple[str, datetime | None]:
     return case.status.value, case.closed_at
 
 
-_CASE_COLUMNS = ("case_outcome", "case_closed_at")
-_TRAINED_ON = tuple(i for i, name in enumerate(COLUMNS) if name not in _CASE_COLUMNS)
+_DIGESTED = tuple(name for name in COLUMNS if name not in ("case_outcome", "case_closed_at"))
 
 
 def history_digest(rows: Iterable[HistoryRow]) -> str:
@@ -117,9 +116,7 @@ def history_digest(rows: Iterable[HistoryRow]) -> str:
     same thing again)."""
     # The case columns are left out: the model does not read them, so a case that closed
     # since the last round gives no reason to train again.
-    lines = sorted(
-        "\x1f".join(str(v) for i, v in enumerate(astuple(row)) if i in _TRAINED_ON) for row in rows
-    )
+    lines = sorted("\x1f".join(str(getattr(row, name)) for name in _DIGESTED) for row in rows)
     return hashlib.sha256("\x1e".join(lines).encode()).hexdigest()
 
 
